@@ -1,0 +1,39 @@
+"""The `agentlog` command line: one subcommand per module in agentlog.commands."""
+
+import argparse
+import os
+import sys
+
+from agentlog import __version__
+from agentlog.commands import ca, ls, proxy, show, tail, verify
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2: no usage dump
+        print(f"agentlog: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--logs",
+        default=os.environ.get("AGENTLOG_LOGS", "logs"),
+        help="the logs directory (AGENTLOG_LOGS, default ./logs)",
+    )
+    parser = _Parser(prog="agentlog", description="Record what an AI coding agent sends.")
+    parser.add_argument("--version", action="version", version=f"agentlog {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in (proxy, ls, show, tail, verify, ca):
+        command.add_parser(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

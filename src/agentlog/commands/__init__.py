@@ -1,0 +1,1 @@
+"""The read side of the CLI: ls, show, tail, verify, ca."""

@@ -1,0 +1,31 @@
+"""Terminal output of agent-controlled text: never let it drive the terminal."""
+
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(value: object) -> str:
+    """Control characters (escape sequences included) shown as \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", str(value))
+
+
+def summary(exchange: dict) -> str:
+    """One line per exchange, as `ls` and `tail` print it."""
+    if exchange.get("event") == "tls_failed":
+        outcome, method, where = "TLS-FAIL", "-", f"{exchange.get('domain')}"
+    else:
+        method = exchange.get("method", "?")
+        where = f"{exchange.get('scheme')}://{exchange.get('domain')}:{exchange.get('port')}"
+        where += exchange.get("path", "")
+        if "blocked" in exchange:
+            outcome = "BLOCKED"
+        elif "error" in exchange:
+            outcome = "ERROR"
+        elif "response" in exchange:
+            outcome = str(exchange["response"].get("status"))
+        else:
+            outcome = "..."
+    return printable(
+        f"{exchange.get('timestamp', '')}  {exchange.get('id')}  {outcome:>8}  {method:<7} {where}"
+    )

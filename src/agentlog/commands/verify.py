@@ -1,0 +1,39 @@
+"""agentlog verify: check the journal's keyed chain, name the first bad line."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from agentlog.journal import chain
+from agentlog.journal.reader import lines
+from agentlog.logsdir import LogsDir
+
+
+def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("verify", parents=[parent], help="check the journal was not tampered with")
+    p.add_argument(
+        "--journal-key", type=Path, default=None, help="the chain key (default: LOGS/journal.key)"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logs = LogsDir(args.logs)
+    key_path = args.journal_key or logs.journal_key
+    try:
+        key = bytes.fromhex(key_path.read_text().strip())
+    except (OSError, ValueError) as e:
+        print(f"agentlog: error: cannot read journal key {key_path}: {e}", file=sys.stderr)
+        return 2
+    if not logs.journal.exists():
+        print(f"agentlog: error: no journal at {logs.journal}", file=sys.stderr)
+        return 2
+    verdict = chain.verify(lines(logs.journal), key)
+    if verdict.ok:
+        print(f"ok: {verdict.lines} lines, chain intact")
+        return 0
+    print(
+        f"{logs.journal}:{verdict.bad_line}: {verdict.reason}"
+        f" ({verdict.lines} lines before it verify)"
+    )
+    return 1

@@ -1,0 +1,60 @@
+"""The proxy's settings, parsed and checked before anything starts."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentlog.policy import Policy
+
+DEFAULT_BODY_CAP = 1024 * 1024
+
+
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError names `what`."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"bad {what} {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def parse_route(text: str) -> tuple[str, tuple[str, int]]:
+    """`HOST=ADDR:PORT` -> (host, (addr, port))."""
+    host, sep, target = text.partition("=")
+    if not sep or not host.strip():
+        raise ValueError(f"bad --route {text!r}: expected HOST=ADDR:PORT")
+    return host.strip().lower(), parse_hostport(target, "--route target")
+
+
+def parse_size(text: str) -> int:
+    """`1048576`, `512k`, `1M`, `1MiB` -> bytes."""
+    units = {
+        "": 1,
+        "k": 1024,
+        "kb": 1024,
+        "kib": 1024,
+        "m": 1024**2,
+        "mb": 1024**2,
+        "mib": 1024**2,
+        "g": 1024**3,
+        "gb": 1024**3,
+        "gib": 1024**3,
+    }
+    spec = text.strip().lower()
+    digits = spec.rstrip("kmgib")
+    if not digits.isdigit() or spec[len(digits) :] not in units:
+        raise ValueError(f"bad size {text!r}: expected a number of bytes like 1048576 or 1M")
+    return int(digits) * units[spec[len(digits) :]]
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    logs: Path
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    transparent: tuple[str, int] | None = None
+    policy: Policy = field(default_factory=Policy)
+    routes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    upstream_ca: Path | None = None
+    body_cap: int = DEFAULT_BODY_CAP
+    fingerprint: bool = False
+    journal_key: Path | None = None
+    session: str | None = None

@@ -1,0 +1,1 @@
+"""The event journal: requests.jsonl, append-only and HMAC-chained."""

@@ -1,0 +1,47 @@
+"""Captured bodies: redacted, content-addressed files under bodies/."""
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitmproxy.net import encoding
+
+from agentlog.logsdir import JOURNAL_MODE
+from agentlog.redact import Redactor
+
+
+@dataclass(frozen=True)
+class Body:
+    """A body as captured on the wire (possibly cut at the cap)."""
+
+    data: bytes
+    content_type: str = ""
+    content_encoding: str = ""
+    known_secrets: frozenset[str] = field(default_factory=frozenset)
+
+
+def decoded(body: Body) -> bytes:
+    """Undo Content-Encoding so redaction sees the real text; keep raw if it won't decode."""
+    if not body.content_encoding or body.content_encoding == "identity":
+        return body.data
+    try:
+        return encoding.decode(body.data, body.content_encoding)
+    except ValueError:
+        return body.data
+
+
+def store(root: Path, body: Body, redactor: Redactor) -> str:
+    """Redact and store `body`; return its path relative to the logs directory."""
+    clean = redactor.body(decoded(body), body.content_type, body.known_secrets)
+    name = hashlib.sha256(clean).hexdigest()
+    directory = root / "bodies" / name[:2]
+    path = directory / name
+    if not path.exists():
+        directory.mkdir(exist_ok=True)
+        tmp = directory / f".{name}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, JOURNAL_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(clean)
+        os.replace(tmp, path)
+    return f"bodies/{name[:2]}/{name}"

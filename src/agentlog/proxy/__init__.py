@@ -1,0 +1,1 @@
+"""The proxy side: mitmproxy embedded with agentlog's addons."""

@@ -1,0 +1,289 @@
+"""Recorder: every exchange becomes journal events, the request one written ahead.
+
+A request whose body fits the cap (or has none) is held until complete, so
+its event carries the body; any other is streamed, its event written at the
+headers and its body accounted for in the closing event. Either way the
+request event is on disk before a byte goes upstream; if it cannot be
+written, the agent gets a 503 and nothing is forwarded. Responses always
+stream through a BodyTee that keeps the first `body_cap` bytes.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mitmproxy import connection, http, tls, websocket
+
+from agentlog import records
+from agentlog.ids import new_id
+from agentlog.journal.bodies import Body
+from agentlog.journal.writer import JournalError, JournalWriter
+from agentlog.proxy.addons.policy_gate import DECISION
+from agentlog.proxy.addons.tee import BodyTee
+from agentlog.redact import Redactor
+
+STATE = "agentlog.state"
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+
+
+@dataclass
+class FlowState:
+    """What the recorder knows about one exchange between hooks."""
+
+    id: str
+    secrets: set[str] = field(default_factory=set)
+    request_recorded: bool = False
+    synthetic: bool = False  # the response is ours (blocked, refused), not upstream's
+    request_tee: BodyTee | None = None
+    response_tee: BodyTee | None = None
+    ws_counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # msgs c/s, bytes c/s
+
+
+def _address(addr: tuple | None) -> str | None:
+    if not addr:
+        return None
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000, 3)
+
+
+def holds_request_body(request: http.Request, cap: int) -> bool:
+    """True when the body may be held until complete: known to fit the cap, or absent."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.isdigit() and int(length) <= cap
+    if "chunked" in request.headers.get("transfer-encoding", "").lower():
+        return False
+    return request.http_version.startswith("HTTP/1") or request.method in _BODYLESS_METHODS
+
+
+class Recorder:
+    def __init__(
+        self,
+        writer: JournalWriter,
+        redactor: Redactor,
+        session: str,
+        body_cap: int,
+        pcap_file: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.writer = writer
+        self.redactor = redactor
+        self.session = session
+        self.body_cap = body_cap
+        self.pcap_file = pcap_file
+
+    # -- requests ---------------------------------------------------------
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        state = FlowState(id=new_id(flow.request.timestamp_start))
+        flow.metadata[STATE] = state
+        decision = flow.metadata.get(DECISION)
+        if decision is not None and not decision.allowed:
+            state.synthetic = True
+            self._submit_request(flow, state, "blocked", body=None, body_size=None)
+            self.writer.submit(
+                records.blocked_event(
+                    id=state.id,
+                    session=self.session,
+                    ts=time.time(),
+                    domain=flow.request.pretty_host,
+                    port=flow.request.port,
+                    rule=None if decision.rule is None else str(decision.rule),
+                    reason=decision.reason,
+                )
+            )
+            return
+        streamed = not holds_request_body(flow.request, self.body_cap)
+        if streamed and await self._write_ahead(flow, state, body=None, body_size=None):
+            state.request_tee = BodyTee(self.body_cap)
+            flow.request.stream = state.request_tee
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get(STATE)
+        if state is None or state.request_recorded:
+            return
+        content = flow.request.raw_content or b""
+        await self._write_ahead(flow, state, body=content[: self.body_cap], body_size=len(content))
+
+    def _submit_request(
+        self,
+        flow: http.HTTPFlow,
+        state: FlowState,
+        decision: str,
+        body: bytes | None,
+        body_size: int | None,
+    ):
+        req = flow.request
+        event, state.secrets = records.request_event(
+            id=state.id,
+            session=self.session,
+            ts=req.timestamp_start,
+            method=req.method,
+            scheme=req.scheme,
+            domain=req.pretty_host,
+            port=req.port,
+            path=req.path,
+            http_version=req.http_version,
+            headers=req.headers.items(multi=True),
+            client=_address(flow.client_conn.peername) or "",
+            mode=flow.client_conn.proxy_mode.type_name,
+            decision=decision,
+            request_bytes=body_size,
+            request_body_truncated=body_size is not None and body_size > self.body_cap,
+            pcap_file=self.pcap_file(),
+            redactor=self.redactor,
+        )
+        state.request_recorded = True
+        bodies = {"request_body": self._body(req, body, state)} if body else {}
+        return self.writer.submit(event, bodies)
+
+    async def _write_ahead(
+        self, flow: http.HTTPFlow, state: FlowState, body: bytes | None, body_size: int | None
+    ) -> bool:
+        try:
+            await asyncio.wrap_future(self._submit_request(flow, state, "allowed", body, body_size))
+        except JournalError as e:
+            state.synthetic = True
+            flow.response = http.Response.make(
+                503,
+                f"agentlog: request refused, it could not be recorded ({e})\n",
+                {"content-type": "text/plain; charset=utf-8", "x-agentlog": "refused"},
+            )
+            return False
+        return True
+
+    # -- responses --------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get(STATE)
+        if state is None or state.synthetic or flow.response is None:
+            return
+        state.response_tee = BodyTee(self.body_cap)
+        flow.response.stream = state.response_tee
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get(STATE)
+        if state is None or state.synthetic or flow.response is None:
+            return
+        resp = flow.response
+        tee = state.response_tee
+        if tee is not None and tee.size:
+            data, size, truncated = bytes(tee.kept), tee.size, tee.truncated
+        else:  # not streamed: the body ended with the headers
+            data = resp.raw_content or b""
+            size, truncated = len(data), len(data) > self.body_cap
+            data = data[: self.body_cap]
+        event = records.response_event(
+            id=state.id,
+            session=self.session,
+            ts=time.time(),
+            status=resp.status_code,
+            reason=resp.reason,
+            http_version=resp.http_version,
+            headers=resp.headers.items(multi=True),
+            response_bytes=size,
+            response_body_truncated=truncated,
+            ttfb_ms=_ms(flow.request.timestamp_start, resp.timestamp_start),
+            duration_ms=_ms(flow.request.timestamp_start, resp.timestamp_end or time.time()),
+            redactor=self.redactor,
+            known=state.secrets,
+        )
+        bodies = {"response_body": self._body(resp, data, state)} if data else {}
+        self._close_streamed_request(flow, state, event, bodies)
+        self.writer.submit(event, bodies)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get(STATE)
+        if state is None:
+            return
+        if not state.request_recorded:  # failed before the request was complete
+            self._submit_request(flow, state, "allowed", body=None, body_size=None)
+        tee = state.response_tee
+        event = records.error_event(
+            id=state.id,
+            session=self.session,
+            ts=time.time(),
+            error=flow.error.msg if flow.error else "unknown error",
+            stage="response" if flow.response is not None else "request",
+            response_bytes=tee.size if tee else None,
+            redactor=self.redactor,
+            known=state.secrets,
+        )
+        bodies: dict[str, Body] = {}
+        self._close_streamed_request(flow, state, event, bodies)
+        self.writer.submit(event, bodies)
+
+    def _close_streamed_request(
+        self, flow: http.HTTPFlow, state: FlowState, event: dict, bodies: dict[str, Body]
+    ) -> None:
+        tee = state.request_tee
+        if tee is None:
+            return
+        event.update(records.streamed_request_body(tee.size, tee.truncated))
+        if tee.kept:
+            bodies["request_body"] = self._body(flow.request, bytes(tee.kept), state)
+
+    def _body(self, message: http.Message, data: bytes, state: FlowState) -> Body:
+        return Body(
+            data,
+            message.headers.get("content-type", ""),
+            message.headers.get("content-encoding", ""),
+            frozenset(state.secrets),
+        )
+
+    # -- WebSocket: counted, never piled up in memory ---------------------
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get(STATE)
+        assert flow.websocket is not None
+        if state is not None:
+            message = flow.websocket.messages[-1]
+            side = 0 if message.from_client else 1
+            state.ws_counts[side] += 1
+            state.ws_counts[2 + side] += len(message.content)
+        flow.websocket.messages.clear()
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get(STATE)
+        ws: websocket.WebSocketData | None = flow.websocket
+        if state is None or ws is None:
+            return
+        msgs_c, msgs_s, bytes_c, bytes_s = state.ws_counts
+        self.writer.submit(
+            records.websocket_event(
+                id=state.id,
+                session=self.session,
+                ts=time.time(),
+                messages_from_client=msgs_c,
+                messages_from_server=msgs_s,
+                bytes_from_client=bytes_c,
+                bytes_from_server=bytes_s,
+                close_code=ws.close_code,
+                close_reason=ws.close_reason or "",
+                redactor=self.redactor,
+            )
+        )
+
+    # -- TLS: a client that refuses our certificate -------------------------
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        client: connection.Client = data.context.client
+        server = data.context.server
+        self.writer.submit(
+            records.tls_failed_event(
+                id=new_id(),
+                session=self.session,
+                ts=time.time(),
+                client=_address(client.peername) or "",
+                domain=client.sni or (server.address[0] if server.address else None),
+                port=server.address[1] if server.address else None,
+                error=data.conn.error or "TLS handshake failed",
+                redactor=self.redactor,
+            )
+        )

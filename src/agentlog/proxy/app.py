@@ -1,0 +1,94 @@
+"""Run mitmproxy with agentlog's addons (the `agentlog proxy` command's engine).
+
+Import this module only after the key log is set up (cli.run_proxy): mitmproxy reads
+MITMPROXY_SSLKEYLOGFILE once, when it is first imported.
+"""
+
+import asyncio
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from mitmproxy import addons, master, options
+
+from agentlog import ca
+from agentlog.config import ProxyConfig
+from agentlog.ids import new_id
+from agentlog.journal.writer import JournalWriter
+from agentlog.logsdir import LogsDir, read_or_create_key
+from agentlog.proxy.addons.lifecycle import Lifecycle
+from agentlog.proxy.addons.policy_gate import PolicyGate
+from agentlog.proxy.addons.recorder import Recorder
+from agentlog.proxy.addons.router import Router
+from agentlog.redact import Redactor
+
+
+class StartupError(Exception):
+    """The proxy could not start; the message is one line for the user."""
+
+
+def _mode(kind: str, addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"{kind}@{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def upstream_trust(logs: LogsDir, extra_ca: Path | None) -> Path:
+    """The system's trust store, plus --upstream-ca if given, as one bundle."""
+    system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    if not system.exists():
+        import certifi
+
+        system = Path(certifi.where())
+    bundle = logs.mitmproxy_confdir / "upstream-trust.pem"
+    parts = [system.read_bytes()]
+    if extra_ca is not None:
+        try:
+            parts.append(extra_ca.read_bytes())
+        except OSError as e:
+            raise StartupError(f"cannot read --upstream-ca {extra_ca}: {e.strerror}") from e
+    bundle.write_bytes(b"\n".join(parts))
+    return bundle
+
+
+async def serve(config: ProxyConfig, logs: LogsDir) -> None:
+    ca.ensure_ca(logs)
+    journal_key = read_or_create_key(config.journal_key or logs.journal_key)
+    redactor = Redactor(journal_key if config.fingerprint else None)
+    session = config.session or new_id()
+    writer = JournalWriter(logs, journal_key, redactor)
+    writer.start()
+    try:
+        opts = options.Options()
+        proxy = master.Master(opts)
+        proxy.addons.add(*addons.default_addons())
+        lifecycle = Lifecycle(writer, session)
+        proxy.addons.add(
+            PolicyGate(config.policy),
+            Router(config.routes),
+            Recorder(writer, redactor, session, config.body_cap),
+            lifecycle,
+        )
+        modes = [_mode("regular", config.listen)]
+        if config.transparent:
+            modes.append(_mode("transparent", config.transparent))
+        opts.update(
+            mode=modes,
+            confdir=str(logs.mitmproxy_confdir),
+            connection_strategy="lazy",
+            ssl_verify_upstream_trusted_ca=str(upstream_trust(logs, config.upstream_ca)),
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, proxy.shutdown)
+        await proxy.run()
+        if lifecycle.failure:
+            raise StartupError(lifecycle.failure)
+    finally:
+        writer.close()
+        seq, mac = writer.head
+        print(
+            f"agentlog proxy: stopped; journal head seq={seq} hmac={mac}",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -1,0 +1,184 @@
+"""Journal events, built from plain values (pure; the proxy addons feed them).
+
+Field names are the contract in DESIGN.md: add fields, never rename. `seq`,
+`prev`, `mac` and body references are filled in by the journal writer; they
+are set to None here so every event keeps one field order.
+"""
+
+from collections.abc import Iterable
+
+from agentlog.redact import Redactor
+from agentlog.timefmt import rfc3339
+
+VERSION = 1
+
+
+def _base(event: str, id: str, session: str, ts: float) -> dict:
+    return {
+        "v": VERSION,
+        "event": event,
+        "id": id,
+        "seq": None,
+        "session": session,
+        "timestamp": rfc3339(ts),
+    }
+
+
+def request_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    method: str,
+    scheme: str,
+    domain: str,
+    port: int,
+    path: str,
+    http_version: str,
+    headers: Iterable[tuple[str, str]],
+    client: str,
+    mode: str,
+    decision: str,
+    request_bytes: int | None,
+    request_body_truncated: bool,
+    pcap_file: str | None,
+    redactor: Redactor,
+) -> tuple[dict, set[str]]:
+    """The write-ahead event; also returns the secrets it redacted, to scrub elsewhere."""
+    clean_headers, secrets = redactor.headers(headers)
+    clean_path, path_secrets = redactor.path(path, secrets)
+    secrets |= path_secrets
+    event = _base("request", id, session, ts) | {
+        "method": method,
+        "scheme": scheme,
+        "domain": domain,
+        "port": port,
+        "path": clean_path,
+        "http_version": http_version,
+        "headers": clean_headers,
+        "client": client,
+        "mode": mode,
+        "decision": decision,
+        "request_bytes": request_bytes,
+        "request_body": None,
+        "request_body_truncated": request_body_truncated,
+        "pcap_file": pcap_file,
+    }
+    return event, secrets
+
+
+def response_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    status: int,
+    reason: str,
+    http_version: str,
+    headers: Iterable[tuple[str, str]],
+    response_bytes: int,
+    response_body_truncated: bool,
+    ttfb_ms: float | None,
+    duration_ms: float,
+    redactor: Redactor,
+    known: set[str],
+) -> dict:
+    clean_headers, _ = redactor.headers(headers)
+    clean_headers = {k: redactor.scrub(v, known) for k, v in clean_headers.items()}
+    return _base("response", id, session, ts) | {
+        "status": status,
+        "reason": redactor.scrub(reason, known),
+        "http_version": http_version,
+        "headers": clean_headers,
+        "response_bytes": response_bytes,
+        "response_body": None,
+        "response_body_truncated": response_body_truncated,
+        "ttfb_ms": ttfb_ms,
+        "duration_ms": duration_ms,
+    }
+
+
+def streamed_request_body(request_bytes: int, truncated: bool) -> dict:
+    """Extra fields for the closing event of a request whose body was streamed:
+    its size was not known when the write-ahead request event was written."""
+    return {
+        "request_bytes": request_bytes,
+        "request_body": None,
+        "request_body_truncated": truncated,
+    }
+
+
+def error_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    error: str,
+    stage: str,
+    response_bytes: int | None,
+    redactor: Redactor,
+    known: set[str],
+) -> dict:
+    return _base("error", id, session, ts) | {
+        "error": redactor.scrub(error, known),
+        "stage": stage,
+        "response_bytes": response_bytes,
+    }
+
+
+def blocked_event(
+    *, id: str, session: str, ts: float, domain: str, port: int, rule: str | None, reason: str
+) -> dict:
+    return _base("blocked", id, session, ts) | {
+        "domain": domain,
+        "port": port,
+        "rule": rule,
+        "reason": reason,
+    }
+
+
+def tls_failed_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    client: str,
+    domain: str | None,
+    port: int | None,
+    error: str,
+    redactor: Redactor,
+) -> dict:
+    return _base("tls_failed", id, session, ts) | {
+        "client": client,
+        "domain": domain,
+        "port": port,
+        "error": redactor.scrub(error),
+    }
+
+
+def websocket_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    messages_from_client: int,
+    messages_from_server: int,
+    bytes_from_client: int,
+    bytes_from_server: int,
+    close_code: int | None,
+    close_reason: str,
+    redactor: Redactor,
+) -> dict:
+    return _base("websocket", id, session, ts) | {
+        "messages_from_client": messages_from_client,
+        "messages_from_server": messages_from_server,
+        "bytes_from_client": bytes_from_client,
+        "bytes_from_server": bytes_from_server,
+        "close_code": close_code,
+        "close_reason": redactor.scrub(close_reason),
+    }
+
+
+def journal_event(*, id: str, session: str, ts: float, action: str, **fields: object) -> dict:
+    """The proxy's own life: start, stop, recovery of a torn tail."""
+    return _base("journal", id, session, ts) | {"action": action, **fields}
