@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from agentlog import __version__
 from agentlog.commands import ca, ls, proxy, show, tail, verify
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
         "--logs",
+        type=Path,
         default=os.environ.get("AGENTLOG_LOGS", "logs"),
         help="the logs directory (AGENTLOG_LOGS, default ./logs)",
     )
@@ -37,3 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # unreadable logs and the like: one line, not a traceback
+        print(
+            f"agentlog: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr
+        )
+        return 2

@@ -53,19 +53,22 @@ _SECRET_WORDS = frozenset(
 _SECRET_PAIRS = frozenset(
     {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("session", "id")}
 )
+_SECRET_SUFFIXES = ("token", "secret", "apikey", "passwd", "credentials")
+_SECRET_INFIXES = ("password", "secret", "apikey", "privatekey")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _WORD = re.compile(r"[a-z0-9]+")
 
 # Known token shapes. Kept conservative: each has a distinctive prefix or frame.
 TOKEN_SHAPES = re.compile(
     r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----(?:.*?-----END[A-Z ]{0,40}PRIVATE KEY-----|.*\Z)"
+    r"|sk-ant-[A-Za-z0-9_\-]{8,}"
     r"|\bsk-[A-Za-z0-9_\-]{16,}"
-    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
-    r"|\bgithub_pat_[A-Za-z0-9_]{20,}"
-    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
-    r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"
-    r"|\bAIza[0-9A-Za-z_\-]{35}"
-    r"|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|github_pat_[A-Za-z0-9_]{20,}"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
+    r"|xox[abposr]-[A-Za-z0-9\-]{10,}"
+    r"|AIza[0-9A-Za-z_\-]{35}"
+    r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
     re.DOTALL,
 )
 # A "key": "value" pair inside text that is not a whole JSON document
@@ -82,7 +85,11 @@ def is_secret_name(name: str) -> bool:
     words = _WORD.findall(_CAMEL.sub(r"\1_\2", name).lower())
     if any(w in _SECRET_WORDS for w in words):
         return True
-    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+    if any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words)):
+        return True
+    # Run-together names: "refreshtoken", "clientsecret", "dbpassword".
+    squashed = "".join(words)
+    return squashed.endswith(_SECRET_SUFFIXES) or any(w in squashed for w in _SECRET_INFIXES)
 
 
 @dataclass(frozen=True)
