@@ -1,0 +1,72 @@
+"""Shared fixtures: a test CA, a fake HTTPS upstream signed by it, and the proxy in front.
+
+The proxy always runs with an allowlist naming only the fakes, and routes
+their names to 127.0.0.1, so no test can dial anything outside this machine.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.certs import CA, make_ca
+from tests.fakes.upstream import FakeUpstream
+from tests.harness import RunningProxy, start_proxy
+
+UPSTREAM = "upstream.test"
+API = "api.fake.test"
+RESET = "reset.test"
+DOWN = "down.test"
+BLOCKED = "blocked.test"
+PLAIN = "plain.test"  # plain HTTP
+
+
+@pytest.fixture(scope="session")
+def upstream_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[CA, Path]:
+    ca = make_ca("agentlog test upstream CA")
+    return ca, ca.write(tmp_path_factory.mktemp("upstream-ca"))
+
+
+@pytest.fixture(scope="session")
+def upstream(upstream_ca, tmp_path_factory) -> Iterator[FakeUpstream]:
+    ca, _ = upstream_ca
+    names = [UPSTREAM, API, RESET, DOWN, "localhost", "127.0.0.1"]
+    with FakeUpstream.from_ca(ca, tmp_path_factory.mktemp("upstream"), names=names) as server:
+        yield server
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proxy_args(upstream: FakeUpstream, ca_file: Path) -> list[str]:
+    """Allow only the fakes; route every fake name to its local port."""
+    args = ["--upstream-ca", str(ca_file)]
+    for name in (UPSTREAM, API, RESET, DOWN, PLAIN):
+        args += ["--allow", name]
+    args += ["--route", f"{UPSTREAM}=127.0.0.1:{upstream.port}",
+             "--route", f"{API}=127.0.0.1:{upstream.port}",
+             "--route", f"{RESET}=127.0.0.1:{upstream.reset_port}",
+             "--route", f"{DOWN}=127.0.0.1:{free_port()}",
+             "--route", f"{PLAIN}=127.0.0.1:{upstream.plain_port}"]
+    return args
+
+
+@pytest.fixture
+def proxy(tmp_path, upstream, upstream_ca) -> Iterator[RunningProxy]:
+    running = start_proxy(tmp_path / "logs", *proxy_args(upstream, upstream_ca[1]))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def agent_tls(proxy: RunningProxy) -> ssl.SSLContext:
+    """What an agent has: trust in agentlog's CA and nothing else."""
+    return ssl.create_default_context(cafile=str(proxy.ca))

@@ -1,0 +1,178 @@
+"""The ASGI application behind FakeUpstream (served by hypercorn: h1, h2, WebSocket).
+
+Endpoints: /hello, /echo, /bytes?n=N, /sse?n=N[&hold_ms=M], /ws, /status/CODE.
+``/reset`` lives in ``reset.py`` because an ASGI app cannot abort its TCP
+connection with an RST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CHUNK_SIZE = 64 * 1024
+_PERIOD = 251  # prime, so consecutive 64 KiB chunks differ from one another
+_BLOCK = bytes(range(_PERIOD)) * (CHUNK_SIZE // _PERIOD + 2)
+
+
+def byte_pattern(n: int, offset: int = 0) -> bytes:
+    """The deterministic content of ``/bytes?n=...`` (byte i is ``i % 251``)."""
+    out = bytearray()
+    while len(out) < n:
+        start = (offset + len(out)) % _PERIOD
+        out += _BLOCK[start : start + min(CHUNK_SIZE, n - len(out))]
+    return bytes(out)
+
+
+class UpstreamApp:
+    """ASGI app. ``hits`` counts requests per path (query excluded), all protocols.
+
+    The SSE gate is an ``asyncio.Event`` of the serving loop: change it only on
+    that loop (FakeUpstream does so via ``run_coroutine_threadsafe``).
+    """
+
+    def __init__(
+        self, hits: Counter[str], sse_first_sent: threading.Event, sse_gate: asyncio.Event
+    ) -> None:
+        self.hits = hits
+        self.sse_first_sent = sse_first_sent
+        self.sse_gate = sse_gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        self.hits[path] += 1
+        if scope["type"] == "websocket":
+            await (
+                _ws_echo(receive, send)
+                if path == "/ws"
+                else send({"type": "websocket.close", "code": 1008})
+            )
+            return
+        query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
+        if path == "/hello":
+            await _respond(send, 200, b"hello", "text/plain")
+        elif path == "/echo":
+            await _echo(scope, receive, send)
+        elif path == "/bytes":
+            await _bytes(send, int(query.get("n", "0")))
+        elif path == "/sse":
+            await self._sse(send, int(query.get("n", "3")), query.get("hold_ms"))
+        elif path.startswith("/status/"):
+            await _status(send, path.removeprefix("/status/"))
+        else:
+            await _respond(send, 404, b"not found\n", "text/plain")
+
+    async def _sse(self, send: Send, n: int, hold_ms: str | None) -> None:
+        await _start(send, 200, "text/event-stream", [(b"cache-control", b"no-cache")])
+        await send({"type": "http.response.body", "body": b"data: 0\n\n", "more_body": True})
+        self.sse_first_sent.set()
+        if hold_ms is not None:
+            await asyncio.sleep(int(hold_ms) / 1000)
+        else:
+            await self.sse_gate.wait()
+        for i in range(1, n):
+            await send(
+                {"type": "http.response.body", "body": f"data: {i}\n\n".encode(), "more_body": True}
+            )
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _start(
+    send: Send, status: int, content_type: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", content_type.encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
+    await _start(send, status, content_type, [(b"content-length", str(len(body)).encode())])
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    return bytes(body)
+
+
+async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
+    body = await _read_body(receive)
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    path = scope["raw_path"].decode("latin-1")
+    if scope["query_string"]:
+        path += "?" + scope["query_string"].decode("latin-1")
+    payload = {
+        "method": scope["method"],
+        "path": path,
+        "headers": headers,
+        "body": body.decode("utf-8", errors="replace"),
+        "body_len": len(body),
+        "http_version": scope["http_version"],
+        "scheme": scope["scheme"],
+    }
+    await _respond(send, 200, json.dumps(payload).encode(), "application/json")
+
+
+async def _bytes(send: Send, n: int) -> None:
+    await _start(send, 200, "application/octet-stream", [(b"content-length", str(n).encode())])
+    for offset in range(0, n, CHUNK_SIZE):
+        chunk = byte_pattern(min(CHUNK_SIZE, n - offset), offset)
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _status(send: Send, code_text: str) -> None:
+    code = int(code_text) if code_text.isdigit() else 0
+    if not 200 <= code <= 599:
+        await _respond(send, 400, b"status must be 200..599\n", "text/plain")
+    elif code in (204, 304):
+        await _start(send, code, "text/plain")
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await _respond(send, code, f"status {code}\n".encode(), "text/plain")
+
+
+async def _ws_echo(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": message["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"]})
+        else:  # websocket.disconnect
+            return

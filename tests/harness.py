@@ -1,0 +1,89 @@
+"""Running the real `agentlog proxy` as a subprocess, and reading what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_READY = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(regular\)")
+
+
+@dataclass
+class RunningProxy:
+    logs: Path
+    proc: subprocess.Popen
+    port: int = 0
+    stderr: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> Path:
+        return self.logs / "ca.crt"
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        lines = (self.logs / "requests.jsonl").read_bytes().splitlines()
+        events = [json.loads(line) for line in lines]
+        return [e for e in events if kind is None or e["event"] == kind]
+
+    def exchange(self, path_prefix: str, domain: str | None = None) -> list[dict]:
+        """The events of the one request to `path_prefix`, in journal order."""
+        requests = [e for e in self.events("request") if e["path"].startswith(path_prefix)
+                    and (domain is None or e["domain"] == domain)]
+        assert len(requests) == 1, f"{len(requests)} request events for {path_prefix}"
+        return [e for e in self.events() if e["id"] == requests[0]["id"]]
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> list[dict]:
+        """Events, once `predicate(events)` holds (closing events follow the client's read)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events()
+            if predicate(events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(15)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(15)
+
+
+def start_proxy(logs: Path, *args: str, timeout: float = 30.0) -> RunningProxy:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentlog", "proxy", "--logs", str(logs),
+         "--listen", "127.0.0.1:0", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    proxy = RunningProxy(logs, proc)
+    ready = threading.Event()
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            proxy.stderr.append(line)
+            if (m := _READY.search(line)) and not ready.is_set():
+                proxy.port = int(m.group(1))
+                ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.05):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("proxy did not start: " + "".join(proxy.stderr))
+    return proxy
