@@ -51,11 +51,18 @@ def proxy_args(upstream: FakeUpstream, ca_file: Path) -> list[str]:
     args = ["--upstream-ca", str(ca_file)]
     for name in (UPSTREAM, API, RESET, DOWN, PLAIN):
         args += ["--allow", name]
-    args += ["--route", f"{UPSTREAM}=127.0.0.1:{upstream.port}",
-             "--route", f"{API}=127.0.0.1:{upstream.port}",
-             "--route", f"{RESET}=127.0.0.1:{upstream.reset_port}",
-             "--route", f"{DOWN}=127.0.0.1:{free_port()}",
-             "--route", f"{PLAIN}=127.0.0.1:{upstream.plain_port}"]
+    args += [
+        "--route",
+        f"{UPSTREAM}=127.0.0.1:{upstream.port}",
+        "--route",
+        f"{API}=127.0.0.1:{upstream.port}",
+        "--route",
+        f"{RESET}=127.0.0.1:{upstream.reset_port}",
+        "--route",
+        f"{DOWN}=127.0.0.1:{free_port()}",
+        "--route",
+        f"{PLAIN}=127.0.0.1:{upstream.plain_port}",
+    ]
     return args
 
 

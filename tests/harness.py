@@ -38,8 +38,11 @@ class RunningProxy:
 
     def exchange(self, path_prefix: str, domain: str | None = None) -> list[dict]:
         """The events of the one request to `path_prefix`, in journal order."""
-        requests = [e for e in self.events("request") if e["path"].startswith(path_prefix)
-                    and (domain is None or e["domain"] == domain)]
+        requests = [
+            e
+            for e in self.events("request")
+            if e["path"].startswith(path_prefix) and (domain is None or e["domain"] == domain)
+        ]
         assert len(requests) == 1, f"{len(requests)} request events for {path_prefix}"
         return [e for e in self.events() if e["id"] == requests[0]["id"]]
 
@@ -65,9 +68,21 @@ class RunningProxy:
 def start_proxy(logs: Path, *args: str, timeout: float = 30.0) -> RunningProxy:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentlog", "proxy", "--logs", str(logs),
-         "--listen", "127.0.0.1:0", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "agentlog",
+            "proxy",
+            "--logs",
+            str(logs),
+            "--listen",
+            "127.0.0.1:0",
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     proxy = RunningProxy(logs, proc)
     ready = threading.Event()

@@ -106,8 +106,9 @@ def test_websocket_echo_is_counted(proxy, agent_tls):
     raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     raw.sendall(f"CONNECT {UPSTREAM}:443 HTTP/1.1\r\nHost: {UPSTREAM}:443\r\n\r\n".encode())
     assert raw.recv(4096).startswith(b"HTTP/1.1 200")
-    with ws_connect(f"wss://{UPSTREAM}/ws", sock=raw, ssl=agent_tls,
-                    server_hostname=UPSTREAM, open_timeout=10) as ws:
+    with ws_connect(
+        f"wss://{UPSTREAM}/ws", sock=raw, ssl=agent_tls, server_hostname=UPSTREAM, open_timeout=10
+    ) as ws:
         for i in range(5):
             ws.send(f"message {i}")
             assert ws.recv(timeout=10) == f"message {i}"
@@ -124,8 +125,10 @@ def test_websocket_echo_is_counted(proxy, agent_tls):
 def test_sse_first_event_arrives_while_upstream_holds_the_rest(proxy, upstream, agent_tls):
     upstream.arm_sse()
     try:
-        with httpx.Client(proxy=proxy.url, verify=agent_tls, timeout=15) as client, \
-                client.stream("GET", f"https://{UPSTREAM}/sse?n=4") as reply:
+        with (
+            httpx.Client(proxy=proxy.url, verify=agent_tls, timeout=15) as client,
+            client.stream("GET", f"https://{UPSTREAM}/sse?n=4") as reply,
+        ):
             lines = reply.iter_lines()
             assert next(lines) == "data: 0"
             # The upstream is still holding events 1..3: what we read came streamed.
@@ -144,8 +147,9 @@ def test_sse_first_event_arrives_while_upstream_holds_the_rest(proxy, upstream, 
 
 def test_10_mib_download_streams_and_body_is_capped(proxy):
     size = 10 * 1024 * 1024
-    got = curl(proxy, f"https://{UPSTREAM}/bytes?n={size}", "-o", "/dev/null",
-               "-w", "%{size_download}")
+    got = curl(
+        proxy, f"https://{UPSTREAM}/bytes?n={size}", "-o", "/dev/null", "-w", "%{size_download}"
+    )
     assert got.returncode == 0, got.stderr
     assert int(got.stdout) == size
     proxy.wait_for(closed("response"))
@@ -200,8 +204,9 @@ def test_deny_rule_is_named(tmp_path, upstream, upstream_ca):
     from tests.conftest import proxy_args
     from tests.harness import start_proxy
 
-    proxy = start_proxy(tmp_path / "logs", *proxy_args(upstream, upstream_ca[1]),
-                        "--deny", "api.fake.test:443")
+    proxy = start_proxy(
+        tmp_path / "logs", *proxy_args(upstream, upstream_ca[1]), "--deny", "api.fake.test:443"
+    )
     try:
         got = curl(proxy, "https://api.fake.test/hello")
         assert b"rule 'deny api.fake.test:443'" in got.stdout
@@ -247,8 +252,9 @@ def test_journal_chain_verifies_after_traffic(proxy):
     assert proxy.stop() == 0
     result = subprocess.run(
         [sys.executable, "-m", "agentlog", "verify", "--logs", str(proxy.logs)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout
     assert proxy.events()[-1]["action"] == "stop"
-

@@ -152,9 +152,13 @@ class Redactor:
 
     # -- bodies -----------------------------------------------------------
 
-    def body(self, data: bytes, content_type: str = "", known: Iterable[str] = ()) -> bytes:
-        """Redact a body of any type; binary bytes survive unchanged around the edits."""
-        known = set(known)
+    def body(self, data: bytes, content_type: str = "", known: set[str] | None = None) -> bytes:
+        """Redact a body of any type; binary bytes survive unchanged around the edits.
+
+        Secrets found by name are added to `known`, so that a caller redacting
+        several bodies of one exchange scrubs each with what the others held.
+        """
+        known = set() if known is None else known
         text = data.decode("utf-8", "surrogateescape")
         ctype = content_type.lower()
         stripped = text.lstrip()
@@ -186,8 +190,9 @@ class Redactor:
             return out
         if isinstance(node, list):
             return [self._json(item, known) for item in node]
-        if isinstance(node, str):
-            return self.scrub(node, known)
+        if isinstance(node, str):  # may itself hold JSON text: '{"api_key": "..."}'
+            text = _JSON_PAIR.sub(lambda m: self._json_pair(m, known), node)
+            return self.scrub(text, known)
         return node
 
     def _json_pair(self, m: re.Match[str], known: set[str]) -> str:

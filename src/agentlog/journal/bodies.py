@@ -18,7 +18,9 @@ class Body:
     data: bytes
     content_type: str = ""
     content_encoding: str = ""
-    known_secrets: frozenset[str] = field(default_factory=frozenset)
+    # The exchange's secrets so far. Shared by the bodies of one exchange and
+    # touched only by the journal writer thread, which adds what it finds.
+    secrets: set[str] = field(default_factory=set)
 
 
 def decoded(body: Body) -> bytes:
@@ -33,7 +35,7 @@ def decoded(body: Body) -> bytes:
 
 def store(root: Path, body: Body, redactor: Redactor) -> str:
     """Redact and store `body`; return its path relative to the logs directory."""
-    clean = redactor.body(decoded(body), body.content_type, body.known_secrets)
+    clean = redactor.body(decoded(body), body.content_type, body.secrets)
     name = hashlib.sha256(clean).hexdigest()
     directory = root / "bodies" / name[:2]
     path = directory / name

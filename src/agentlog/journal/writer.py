@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -130,21 +131,30 @@ class JournalWriter:
             if stop:
                 return
 
+    def _store_bodies(self, entry: _Entry) -> None:
+        for name, body in entry.bodies.items():
+            try:
+                entry.event[name] = store(self._logs.root, body, self._redactor)
+            except Exception as e:  # the event is still worth writing without its body
+                entry.event[name] = None
+                entry.event[f"{name}_error"] = getattr(e, "strerror", None) or repr(e)
+
     def _write(self, batch: list[_Entry]) -> None:
+        seq, last = self.seq, self._last_line
+        lines, sealed = [], []
+        for entry in batch:
+            self._store_bodies(entry)
+            try:
+                line = chain.seal({**entry.event, "seq": seq + 1}, self._key, last)
+            except Exception as e:  # a bad event costs itself, never the writer thread
+                entry.done.set_exception(JournalError(f"cannot record event: {e!r}"))
+                continue
+            seq, last = seq + 1, line
+            lines.append(line)
+            sealed.append(entry)
+        batch = sealed
         if not batch:
             return
-        seq, last = self.seq, self._last_line
-        lines = []
-        for entry in batch:
-            for name, body in entry.bodies.items():
-                try:
-                    entry.event[name] = store(self._logs.root, body, self._redactor)
-                except OSError as e:
-                    entry.event[name] = None
-                    entry.event[f"{name}_error"] = e.strerror or str(e)
-            seq += 1
-            last = chain.seal({**entry.event, "seq": seq}, self._key, last)
-            lines.append(last)
         data = b"".join(lines)
         size = os.fstat(self._fd).st_size
         try:
@@ -158,6 +168,7 @@ class JournalWriter:
             except OSError:
                 pass
             error = JournalError(f"journal write failed: {e.strerror or e}")
+            print(f"agentlog proxy: {error}; {len(batch)} event(s) refused", file=sys.stderr)
             for entry in batch:
                 entry.done.set_exception(error)
             return

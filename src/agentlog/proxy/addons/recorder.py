@@ -32,7 +32,8 @@ class FlowState:
     """What the recorder knows about one exchange between hooks."""
 
     id: str
-    secrets: set[str] = field(default_factory=set)
+    secrets: set[str] = field(default_factory=set)  # from headers and URL (event loop)
+    body_secrets: set[str] = field(default_factory=set)  # grows in the writer thread
     request_recorded: bool = False
     synthetic: bool = False  # the response is ours (blocked, refused), not upstream's
     request_tee: BodyTee | None = None
@@ -140,6 +141,7 @@ class Recorder:
             redactor=self.redactor,
         )
         state.request_recorded = True
+        state.body_secrets.update(state.secrets)  # before the writer thread first sees it
         bodies = {"request_body": self._body(req, body, state)} if body else {}
         return self.writer.submit(event, bodies)
 
@@ -234,7 +236,7 @@ class Recorder:
             data,
             message.headers.get("content-type", ""),
             message.headers.get("content-encoding", ""),
-            frozenset(state.secrets),
+            state.body_secrets,
         )
 
     # -- WebSocket: counted, never piled up in memory ---------------------
