@@ -1,0 +1,164 @@
+"""The command line: bad input is one line and exit 2; the read side shows the journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import UPSTREAM
+from tests.test_proxy_http import curl
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def agentlog(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agentlog", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("agentlog: error: ")
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [
+        (["--listen", "nowhere"], "--listen"),
+        (["--listen", "127.0.0.1:99999"], "--listen"),
+        (["--allow", "bad host!"], "--allow"),
+        (["--deny", "a.com:http"], "--deny"),
+        (["--route", "nohost"], "--route"),
+        (["--route", "x.test=127.0.0.1"], "--route"),
+        (["--body-cap", "lots"], "size"),
+        (["--upstream-ca", "/nonexistent/ca.pem"], "--upstream-ca"),
+        (["--bogus"], "unrecognized"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v),
+)
+def test_malformed_flags(tmp_path, args, word):
+    assert_one_line_error(agentlog("proxy", "--logs", str(tmp_path), *args), word)
+    assert not (tmp_path / "requests.jsonl").exists()
+
+
+def test_unwritable_logs_dir():
+    result = agentlog("proxy", "--logs", "/proc/agentlog-cannot-be-here", "--listen", "127.0.0.1:0")
+    assert_one_line_error(result, "not writable")
+
+
+def test_port_in_use(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert_one_line_error(
+            agentlog("proxy", "--logs", str(tmp_path), "--listen", f"127.0.0.1:{port}"),
+            f"127.0.0.1:{port}",
+            "in use",
+        )
+
+
+def test_unknown_command_and_missing_journal(tmp_path):
+    assert_one_line_error(agentlog("frobnicate"), "invalid choice")
+    assert_one_line_error(agentlog("ls", "--logs", str(tmp_path)), "no journal")
+    assert_one_line_error(agentlog("verify", "--logs", str(tmp_path)), "journal key")
+
+
+def test_env_vars_configure_the_proxy(tmp_path):
+    env = {**os.environ, "AGENTLOG_LOGS": str(tmp_path), "AGENTLOG_BODY_CAP": "nope"}
+    result = subprocess.run(
+        [sys.executable, "-m", "agentlog", "proxy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert_one_line_error(result, "size")
+
+
+def test_ca_prints_path_and_fingerprint(tmp_path):
+    result = agentlog("ca", "--logs", str(tmp_path))
+    assert result.returncode == 0
+    path, fingerprint = result.stdout.strip().splitlines()
+    assert path == str(tmp_path / "ca.crt")
+    openssl = subprocess.run(
+        ["openssl", "x509", "-in", path, "-noout", "-fingerprint", "-sha256"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert fingerprint.split("=", 1)[1] == openssl.stdout.strip().split("=", 1)[1]
+    assert agentlog("ca", "--logs", str(tmp_path)).stdout == result.stdout  # reused
+
+
+def test_ls_show_tail(proxy):
+    curl(proxy, f"https://{UPSTREAM}/hello")
+    curl(proxy, f"https://{UPSTREAM}/echo", "-d", "x=1")
+    curl(proxy, "https://blocked.test/nope")
+    proxy.wait_for(lambda es: sum(e["event"] in ("response", "blocked") for e in es) == 3)
+    logs = str(proxy.logs)
+
+    listed = agentlog("ls", "--logs", logs).stdout.splitlines()
+    assert len(listed) == 3
+    assert "BLOCKED" in listed[0] and "/nope" in listed[0]  # newest first
+    assert "200" in listed[2] and "/hello" in listed[2]
+
+    as_json = [
+        json.loads(line) for line in agentlog("ls", "--json", "--logs", logs).stdout.splitlines()
+    ]
+    echo = next(x for x in as_json if x["path"] == "/echo")
+    assert echo["response"]["status"] == 200
+
+    shown = agentlog("show", echo["id"][:20], "--logs", logs)
+    merged = json.loads(shown.stdout)
+    assert merged["method"] == "POST" and merged["response"]["status"] == 200
+    assert merged["request_body"] and merged["response"]["response_body"]
+    assert agentlog("show", "ZZZZ", "--logs", logs).returncode == 1
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "agentlog", "tail", "-n", "0", "--logs", logs],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        curl(proxy, f"https://{UPSTREAM}/hello?after=tail")
+        seen = [follower.stdout.readline() for _ in range(2)]
+    finally:
+        follower.kill()
+    assert "request" in seen[0] and "/hello?after=tail" in seen[0]
+    assert "response" in seen[1] and "200" in seen[1]
+
+
+def test_terminal_output_escapes_agent_controlled_text():
+    from agentlog.commands.text import summary
+
+    hostile = {
+        "event": "request",
+        "id": "X",
+        "method": "GET\x1b[2J",
+        "scheme": "http",
+        "domain": "evil\x1b]0;pwned\x07",
+        "port": 80,
+        "path": "/\r\x9b31m",
+    }
+    line = summary(hostile)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line)
+    assert "\\x1b]0;pwned\\x07" in line
