@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from tests.fakes.app import byte_pattern
@@ -126,7 +127,7 @@ def test_sse_event_zero_arrives_while_rest_is_held(
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = response.iter_lines()
         assert next(lines) == "data: 0"  # received although the server is still holding 1..3
-        assert upstream.sse_first_sent.wait(5)  # set just after send(): may lag the client
+        assert upstream.sse_first_sent.is_set()
         upstream.release_sse()
         rest = [line for line in lines if line]
     assert rest == ["data: 1", "data: 2", "data: 3"]
@@ -208,3 +209,21 @@ def test_standalone_process(ca: CA, ca_file: Path, tmp_path: Path) -> None:
     assert hello.stdout == "hello"
     assert sse.stdout == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
     assert ungated.stdout == "data: 0\n\ndata: 1\n\n"
+
+
+def test_stop_drops_open_connections(ca: CA, ca_file: Path, tmp_path: Path) -> None:
+    """stop() must not wait for clients (hypercorn would, for TLS close_notify and WebSockets)."""
+    tls = ssl.create_default_context(cafile=str(ca_file))
+    server = FakeUpstream.from_ca(ca, tmp_path).start()
+    with (
+        httpx.Client(verify=tls, http2=True, timeout=5) as h2_client,
+        httpx.Client(verify=tls, timeout=5) as h1_client,
+        ws_connect(
+            f"wss://127.0.0.1:{server.port}/ws", ssl=tls, server_hostname="upstream.test"
+        ) as ws,
+    ):
+        assert h2_client.get(server.url("/hello", host="127.0.0.1")).text == "hello"
+        assert h1_client.get(server.url("/hello", host="127.0.0.1")).text == "hello"
+        server.stop()  # raises if the server thread is still alive after 10 s
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)

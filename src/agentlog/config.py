@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentlog.capture.supervisor import CaptureSettings
 from agentlog.policy import Policy
 
 DEFAULT_BODY_CAP = 1024 * 1024
@@ -46,6 +47,20 @@ def parse_size(text: str) -> int:
     return int(digits) * units[spec[len(digits) :]]
 
 
+def parse_duration(text: str) -> float:
+    """`3600`, `90s`, `30m`, `1h` -> seconds."""
+    units = {"": 1, "s": 1, "m": 60, "h": 3600}
+    spec = text.strip().lower()
+    number = spec.rstrip("smh")
+    try:
+        seconds = float(number) * units[spec[len(number) :]]
+    except (ValueError, KeyError):
+        raise ValueError(f"bad duration {text!r}: expected seconds like 3600, 30m or 1h") from None
+    if seconds <= 0:
+        raise ValueError(f"bad duration {text!r}: must be positive")
+    return seconds
+
+
 @dataclass(frozen=True)
 class ProxyConfig:
     logs: Path
@@ -58,3 +73,4 @@ class ProxyConfig:
     fingerprint: bool = False
     journal_key: Path | None = None
     session: str | None = None
+    capture: CaptureSettings | None = None

@@ -37,6 +37,7 @@ def request_event(
     http_version: str,
     headers: Iterable[tuple[str, str]],
     client: str,
+    agent_dst: str | None,
     mode: str,
     decision: str,
     request_bytes: int | None,
@@ -57,6 +58,7 @@ def request_event(
         "http_version": http_version,
         "headers": clean_headers,
         "client": client,
+        "agent_dst": agent_dst,
         "mode": mode,
         "decision": decision,
         "request_bytes": request_bytes,
@@ -80,6 +82,7 @@ def response_event(
     response_body_truncated: bool,
     ttfb_ms: float | None,
     duration_ms: float,
+    upstream: tuple[str | None, str | None],
     redactor: Redactor,
     known: set[str],
 ) -> dict:
@@ -95,6 +98,8 @@ def response_event(
         "response_body_truncated": response_body_truncated,
         "ttfb_ms": ttfb_ms,
         "duration_ms": duration_ms,
+        "upstream_src": upstream[0],
+        "upstream_dst": upstream[1],
     }
 
 
@@ -116,6 +121,7 @@ def error_event(
     error: str,
     stage: str,
     response_bytes: int | None,
+    upstream: tuple[str | None, str | None],
     redactor: Redactor,
     known: set[str],
 ) -> dict:
@@ -123,6 +129,8 @@ def error_event(
         "error": redactor.scrub(error, known),
         "stage": stage,
         "response_bytes": response_bytes,
+        "upstream_src": upstream[0],
+        "upstream_dst": upstream[1],
     }
 
 
@@ -177,6 +185,11 @@ def websocket_event(
         "close_code": close_code,
         "close_reason": redactor.scrub(close_reason),
     }
+
+
+def capture_event(*, id: str, session: str, ts: float, action: str, **fields: object) -> dict:
+    """tcpdump's life: start, open (a new file), stop, restart (after a gap)."""
+    return _base("capture", id, session, ts) | {"action": action, **fields}
 
 
 def journal_event(*, id: str, session: str, ts: float, action: str, **fields: object) -> dict:

@@ -69,20 +69,19 @@ class UpstreamApp:
         elif path == "/bytes":
             await _bytes(send, int(query.get("n", "0")))
         elif path == "/sse":
-            await self._sse(send, int(query.get("n", "3")), query.get("hold_ms"))
+            await self._sse(receive, send, int(query.get("n", "3")), query.get("hold_ms"))
         elif path.startswith("/status/"):
             await _status(send, path.removeprefix("/status/"))
         else:
             await _respond(send, 404, b"not found\n", "text/plain")
 
-    async def _sse(self, send: Send, n: int, hold_ms: str | None) -> None:
+    async def _sse(self, receive: Receive, send: Send, n: int, hold_ms: str | None) -> None:
         await _start(send, 200, "text/event-stream", [(b"cache-control", b"no-cache")])
+        self.sse_first_sent.set()  # before the write: a client that has event 0 sees it set
         await send({"type": "http.response.body", "body": b"data: 0\n\n", "more_body": True})
-        self.sse_first_sent.set()
-        if hold_ms is not None:
-            await asyncio.sleep(int(hold_ms) / 1000)
-        else:
-            await self.sse_gate.wait()
+        hold = asyncio.sleep(int(hold_ms) / 1000) if hold_ms is not None else self.sse_gate.wait()
+        if not await _unless_disconnected(hold, receive):
+            return
         for i in range(1, n):
             await send(
                 {"type": "http.response.body", "body": f"data: {i}\n\n".encode(), "more_body": True}
@@ -98,6 +97,21 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def _unless_disconnected(hold: Awaitable[object], receive: Receive) -> bool:
+    """Await ``hold``; False (and ``hold`` cancelled) if the client goes away first."""
+    held = asyncio.ensure_future(hold)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    await asyncio.wait((held, gone), return_when=asyncio.FIRST_COMPLETED)
+    for task in (held, gone):
+        task.cancel()
+    return held.done() and not held.cancelled()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _start(

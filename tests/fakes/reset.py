@@ -43,16 +43,21 @@ class ResetHandler:
             + b"x" * SENT_BYTES
         )
         await writer.drain()
+        await _wait_until_acked(writer)
+        if writer.transport.is_closing():  # FakeUpstream.stop() got there first
+            return
         sock: socket.socket = writer.get_extra_info("socket")
-        await _wait_until_acked(sock)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
 
 
-async def _wait_until_acked(sock: socket.socket) -> None:
+async def _wait_until_acked(writer: asyncio.StreamWriter) -> None:
     """Poll the kernel send queue (unsent + unacked bytes, SIOCOUTQ) until empty."""
+    sock: socket.socket = writer.get_extra_info("socket")
     outq = bytearray(4)
     for _ in range(_ACK_WAIT_POLLS):
+        if writer.transport.is_closing():
+            return
         fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, outq)
         if struct.unpack("i", outq)[0] == 0:
             return

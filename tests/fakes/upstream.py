@@ -26,11 +26,12 @@ import signal
 import socket
 import ssl
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -54,12 +55,43 @@ def _listen(port: int) -> socket.socket:
     return sock
 
 
+class _AbortableLoop(asyncio.SelectorEventLoop):
+    """Remembers the transport of every connection its servers accept, so that stop()
+    can abort them all. hypercorn alone would wait on Python >= 3.12 for open
+    WebSockets, and for idle TLS clients to answer close_notify (hypercorn#308, #202).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._accepted: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+    async def create_server(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], *args: Any, **kwargs: Any
+    ) -> asyncio.Server:
+        def tracking_factory() -> asyncio.BaseProtocol:
+            protocol = protocol_factory()
+            connection_made = protocol.connection_made
+
+            def track(transport: asyncio.BaseTransport) -> None:
+                self._accepted.add(transport)
+                connection_made(transport)
+
+            protocol.connection_made = track  # type: ignore[method-assign]
+            return protocol
+
+        return await super().create_server(tracking_factory, *args, **kwargs)
+
+    def abort_connections(self) -> None:
+        for transport in list(self._accepted):
+            transport.abort()  # type: ignore[attr-defined]
+
+
 class FakeUpstream:
     """See the module docstring. Ports are 0 until ``start()`` binds them.
 
     ``hits[path]`` counts requests per path (no query) on every port.
-    SSE gate: ``/sse?n=N`` sends ``data: 0``, then sets ``sse_first_sent`` (so a client
-    may read event 0 an instant before the flag is set: ``wait()`` on it), then waits
+    SSE gate: ``/sse?n=N`` sets ``sse_first_sent`` and sends ``data: 0`` (so the flag
+    is always set by the time a client has read event 0), then waits
     for ``release_sse()`` before sending events 1..N-1; ``arm_sse()`` closes the
     gate again and clears ``sse_first_sent``. It starts closed when ``sse_gated``
     is true (the default) and open otherwise; ``hold_ms=M`` bypasses it.
@@ -86,18 +118,18 @@ class FakeUpstream:
         if not sse_gated:
             self._sse_gate.set()
         self._shutdown = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: _AbortableLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
     @classmethod
     def from_ca(
-        cls, ca: CA, directory: Path, names: Sequence[str] = DEFAULT_NAMES, **kwargs: int | bool
+        cls, ca: CA, directory: Path, names: Sequence[str] = DEFAULT_NAMES, **kwargs: Any
     ) -> FakeUpstream:
         """Issue a leaf for ``names`` from ``ca``, write it to ``directory``, build the server."""
         cert_file, key_file = issue_leaf(ca, list(names)).write(Path(directory), "upstream")
-        return cls(cert_file, key_file, **kwargs)  # type: ignore[arg-type]
+        return cls(cert_file, key_file, **kwargs)
 
     def url(self, path: str = "/", *, host: str = "upstream.test", tls: bool = True) -> str:
         if tls:
@@ -122,8 +154,8 @@ class FakeUpstream:
         config.certfile, config.keyfile = str(self.cert_file), str(self.key_file)
         config.bind = [f"fd://{socks[0].detach()}"]  # hypercorn takes ownership of the fds
         config.insecure_bind = [f"fd://{socks[1].detach()}"]
-        config.graceful_timeout = 1.0
-        self._loop = asyncio.new_event_loop()
+        config.loglevel = "WARNING"  # no "Running on ..." lines; app errors still show
+        self._loop = _AbortableLoop()
         self._thread = threading.Thread(
             target=self._run,
             args=(config, socks[2], socks[3], reset_tls),
@@ -139,10 +171,17 @@ class FakeUpstream:
         if self._thread is None or self._loop is None:
             return
         if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._sse_gate.set)  # let held SSE streams finish
-            self._loop.call_soon_threadsafe(self._shutdown.set)
+            self._loop.call_soon_threadsafe(self._abort_everything)
             self._thread.join(_START_TIMEOUT)
+            if self._thread.is_alive():
+                raise RuntimeError("FakeUpstream did not stop")
         self._thread = None
+
+    def _abort_everything(self) -> None:
+        """On the loop: stop listening and drop every connection, without waiting for peers."""
+        assert self._loop is not None
+        self._shutdown.set()
+        self._loop.abort_connections()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -214,8 +253,7 @@ class FakeUpstream:
             await serve(app, config, shutdown_trigger=self._shutdown.wait)  # type: ignore[arg-type]
         finally:
             for server in reset_servers:
-                server.close()
-                server.abort_clients()
+                server.close()  # its connections were aborted by _abort_everything
                 await server.wait_closed()
 
 

@@ -7,7 +7,14 @@ import socket
 import sys
 from pathlib import Path
 
-from agentlog.config import ProxyConfig, parse_hostport, parse_route, parse_size
+from agentlog.capture.supervisor import CaptureSettings
+from agentlog.config import (
+    ProxyConfig,
+    parse_duration,
+    parse_hostport,
+    parse_route,
+    parse_size,
+)
 from agentlog.logsdir import LogsDir, LogsDirError
 from agentlog.policy import Policy
 
@@ -74,6 +81,22 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
         help="the chain key file (default LOGS/journal.key)",
     )
     p.add_argument("--session", default=env("AGENTLOG_SESSION"), help="session id to record")
+    p.add_argument(
+        "--capture",
+        default=env("AGENTLOG_CAPTURE"),
+        metavar="IFACE",
+        help="run tcpdump on IFACE into LOGS/capture_*.pcap (AGENTLOG_CAPTURE)",
+    )
+    p.add_argument(
+        "--capture-size",
+        default=env("AGENTLOG_CAPTURE_SIZE", "100M"),
+        help="start a new capture file past this size (default 100M)",
+    )
+    p.add_argument(
+        "--capture-every",
+        default=env("AGENTLOG_CAPTURE_EVERY", "1h"),
+        help="start a new capture file this often (default 1h)",
+    )
     p.set_defaults(run=run)
 
 
@@ -90,6 +113,13 @@ def config_from(args: argparse.Namespace) -> ProxyConfig:
         fingerprint=bool(args.fingerprint),
         journal_key=Path(args.journal_key) if args.journal_key else None,
         session=args.session,
+        capture=CaptureSettings(
+            args.capture,
+            parse_size(str(args.capture_size)),
+            parse_duration(str(args.capture_every)),
+        )
+        if args.capture
+        else None,
     )
 
 

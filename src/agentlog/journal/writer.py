@@ -7,6 +7,7 @@ not go on before its event is on disk (the write-ahead request event) waits
 on the Future that `submit` returns.
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -163,10 +164,8 @@ class JournalWriter:
                 written += os.write(self._fd, data[written:])
         except OSError as e:
             # Leave no half line behind: the chain must stay whole.
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, size)
-            except OSError:
-                pass
             error = JournalError(f"journal write failed: {e.strerror or e}")
             print(f"agentlog proxy: {error}; {len(batch)} event(s) refused", file=sys.stderr)
             for entry in batch:

@@ -8,11 +8,13 @@ import asyncio
 import signal
 import ssl
 import sys
+import time
 from pathlib import Path
 
 from mitmproxy import addons, master, options
 
-from agentlog import ca
+from agentlog import ca, records
+from agentlog.capture.supervisor import CaptureError, CaptureSupervisor
 from agentlog.config import ProxyConfig
 from agentlog.ids import new_id
 from agentlog.journal.writer import JournalWriter
@@ -51,6 +53,22 @@ def upstream_trust(logs: LogsDir, extra_ca: Path | None) -> Path:
     return bundle
 
 
+def _capture(
+    config: ProxyConfig, logs: LogsDir, writer: JournalWriter, session: str
+) -> CaptureSupervisor | None:
+    if config.capture is None:
+        return None
+
+    def record(action: str, **fields: object) -> None:
+        writer.submit(
+            records.capture_event(
+                id=new_id(), session=session, ts=time.time(), action=action, **fields
+            )
+        )
+
+    return CaptureSupervisor(logs, config.capture, record)
+
+
 async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     ca.ensure_ca(logs)
     journal_key = read_or_create_key(config.journal_key or logs.journal_key)
@@ -58,17 +76,21 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     session = config.session or new_id()
     writer = JournalWriter(logs, journal_key, redactor)
     writer.start()
+    capture = _capture(config, logs, writer, session)
     try:
+        if capture is not None:  # before listening: never run half-blind
+            try:
+                await capture.start()
+            except CaptureError as e:
+                raise StartupError(str(e)) from e
         opts = options.Options()
         proxy = master.Master(opts)
         proxy.addons.add(*addons.default_addons())
         lifecycle = Lifecycle(writer, session)
-        proxy.addons.add(
-            PolicyGate(config.policy),
-            Router(config.routes),
-            Recorder(writer, redactor, session, config.body_cap),
-            lifecycle,
-        )
+        recorder = Recorder(writer, redactor, session, config.body_cap)
+        if capture is not None:
+            recorder.pcap_file = capture.file_for
+        proxy.addons.add(PolicyGate(config.policy), Router(config.routes), recorder, lifecycle)
         modes = [_mode("regular", config.listen)]
         if config.transparent:
             modes.append(_mode("transparent", config.transparent))
@@ -85,6 +107,8 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
         if lifecycle.failure:
             raise StartupError(lifecycle.failure)
     finally:
+        if capture is not None:
+            await capture.stop()
         writer.close()
         seq, mac = writer.head
         print(

@@ -48,6 +48,20 @@ def _address(addr: tuple | None) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _agent_dst(flow: http.HTTPFlow) -> str | None:
+    """Where the agent's packets were addressed: our listener, or (redirected) the
+    destination it dialled. With `client`, this names the agent leg's TCP stream."""
+    if flow.client_conn.proxy_mode.type_name == "transparent":
+        return _address(flow.server_conn.address)
+    return _address(flow.client_conn.sockname)
+
+
+def _upstream(flow: http.HTTPFlow) -> tuple[str | None, str | None]:
+    """The proxy-to-upstream leg: our source address and the server's."""
+    server = flow.server_conn
+    return _address(server.sockname), _address(server.peername)
+
+
 def _ms(start: float | None, end: float | None) -> float | None:
     if start is None or end is None:
         return None
@@ -71,7 +85,7 @@ class Recorder:
         redactor: Redactor,
         session: str,
         body_cap: int,
-        pcap_file: Callable[[], str | None] = lambda: None,
+        pcap_file: Callable[[str | None, float], str | None] = lambda client, ts: None,
     ) -> None:
         self.writer = writer
         self.redactor = redactor
@@ -121,6 +135,7 @@ class Recorder:
         body_size: int | None,
     ):
         req = flow.request
+        client = _address(flow.client_conn.peername)
         event, state.secrets = records.request_event(
             id=state.id,
             session=self.session,
@@ -132,12 +147,13 @@ class Recorder:
             path=req.path,
             http_version=req.http_version,
             headers=req.headers.items(multi=True),
-            client=_address(flow.client_conn.peername) or "",
+            client=client or "",
+            agent_dst=_agent_dst(flow),
             mode=flow.client_conn.proxy_mode.type_name,
             decision=decision,
             request_bytes=body_size,
             request_body_truncated=body_size is not None and body_size > self.body_cap,
-            pcap_file=self.pcap_file(),
+            pcap_file=self.pcap_file(client, flow.client_conn.timestamp_start),
             redactor=self.redactor,
         )
         state.request_recorded = True
@@ -192,6 +208,7 @@ class Recorder:
             response_bytes=size,
             response_body_truncated=truncated,
             ttfb_ms=_ms(flow.request.timestamp_start, resp.timestamp_start),
+            upstream=_upstream(flow),
             duration_ms=_ms(flow.request.timestamp_start, resp.timestamp_end or time.time()),
             redactor=self.redactor,
             known=state.secrets,
@@ -214,6 +231,7 @@ class Recorder:
             error=flow.error.msg if flow.error else "unknown error",
             stage="response" if flow.response is not None else "request",
             response_bytes=tee.size if tee else None,
+            upstream=_upstream(flow),
             redactor=self.redactor,
             known=state.secrets,
         )

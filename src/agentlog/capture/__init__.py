@@ -1,0 +1,1 @@
+"""Packet capture: tcpdump on the agent's interface, rotated pcap files, and their index."""
