@@ -13,19 +13,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_READY = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(regular\)")
+_READY = re.compile(r"listening on ([0-9.]+|\[[0-9a-f:]+\]):(\d+) \(regular\)")
 
 
 @dataclass
 class RunningProxy:
     logs: Path
     proc: subprocess.Popen
+    host: str = "127.0.0.1"
     port: int = 0
     stderr: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ca(self) -> Path:
@@ -65,7 +66,9 @@ class RunningProxy:
         self.proc.wait(15)
 
 
-def start_proxy(logs: Path, *args: str, timeout: float = 30.0) -> RunningProxy:
+def start_proxy(
+    logs: Path, *args: str, listen: str = "127.0.0.1:0", timeout: float = 30.0
+) -> RunningProxy:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
@@ -76,7 +79,7 @@ def start_proxy(logs: Path, *args: str, timeout: float = 30.0) -> RunningProxy:
             "--logs",
             str(logs),
             "--listen",
-            "127.0.0.1:0",
+            listen,
             *args,
         ],
         stdout=subprocess.DEVNULL,
@@ -92,7 +95,7 @@ def start_proxy(logs: Path, *args: str, timeout: float = 30.0) -> RunningProxy:
         for line in proc.stderr:
             proxy.stderr.append(line)
             if (m := _READY.search(line)) and not ready.is_set():
-                proxy.port = int(m.group(1))
+                proxy.host, proxy.port = m.group(1), int(m.group(2))
                 ready.set()
 
     threading.Thread(target=drain, daemon=True).start()
