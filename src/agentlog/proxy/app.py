@@ -77,6 +77,7 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     writer = JournalWriter(logs, journal_key, redactor)
     writer.start()
     capture = _capture(config, logs, writer, session)
+    lifecycle = Lifecycle(writer, session)
     try:
         if capture is not None:  # before listening: never run half-blind
             try:
@@ -86,7 +87,6 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
         opts = options.Options()
         proxy = master.Master(opts)
         proxy.addons.add(*addons.default_addons())
-        lifecycle = Lifecycle(writer, session)
         recorder = Recorder(writer, redactor, session, config.body_cap)
         if capture is not None:
             recorder.pcap_file = capture.file_for
@@ -111,8 +111,9 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
             await capture.stop()
         writer.close()
         seq, mac = writer.head
-        print(
-            f"agentlog proxy: stopped; journal head seq={seq} hmac={mac}",
-            file=sys.stderr,
-            flush=True,
-        )
+        if lifecycle.serving:
+            print(
+                f"agentlog proxy: stopped; journal head seq={seq} hmac={mac}",
+                file=sys.stderr,
+                flush=True,
+            )

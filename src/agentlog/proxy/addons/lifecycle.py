@@ -27,6 +27,7 @@ class Lifecycle:
         self.session = session
         self.head_every = head_every
         self.failure: str | None = None
+        self.serving = False
         self._ticker: asyncio.Task | None = None
 
     def _say(self, text: str) -> None:
@@ -60,6 +61,7 @@ class Lifecycle:
                 recovered_torn_bytes=self.writer.torn_bytes,
             )
         )
+        self.serving = True
         self._say(f"listening on {listening}")
         self._say_head()
         self._ticker = asyncio.create_task(self._tick())
