@@ -217,6 +217,13 @@ def test_deny_rule_is_named(tmp_path, upstream, upstream_ca):
         proxy.stop()
 
 
+def test_host_header_naming_a_blocked_host_is_refused_inside_an_allowed_tunnel(proxy, upstream):
+    before = upstream.hits["/smuggle"]
+    got = curl(proxy, f"https://{UPSTREAM}/smuggle", "--http1.1", "-H", f"Host: {BLOCKED}")
+    assert b"agentlog: blocked blocked.test" in got.stdout
+    assert upstream.hits["/smuggle"] == before
+
+
 def test_routed_host_is_logged_under_its_own_name(proxy, upstream):
     got = curl(proxy, f"https://{UPSTREAM}/echo")
     echo = json.loads(got.stdout)
@@ -233,6 +240,8 @@ def test_redirected_names_keep_connections_alive(proxy, agent_tls, upstream):
     assert proxy.wait_for(lambda es: sum(e["event"] == "response" for e in es) == 3)
     ports = {e["client"] for e in proxy.events("request")}
     assert len(ports) == 1  # one client connection, kept alive across requests
+    upstream_legs = {e["upstream_src"] for e in proxy.events("response")}
+    assert len(upstream_legs) == 1  # and one routed upstream connection, reused
 
 
 def test_agent_gets_only_the_ca_certificate(proxy):

@@ -19,6 +19,7 @@ from agentlog.config import ProxyConfig
 from agentlog.ids import new_id
 from agentlog.journal.writer import JournalWriter
 from agentlog.logsdir import LogsDir, read_or_create_key
+from agentlog.proxy.addons.dial_by_name import DialByName
 from agentlog.proxy.addons.lifecycle import Lifecycle
 from agentlog.proxy.addons.policy_gate import PolicyGate
 from agentlog.proxy.addons.recorder import Recorder
@@ -85,12 +86,14 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
             except CaptureError as e:
                 raise StartupError(str(e)) from e
         opts = options.Options()
-        proxy = master.Master(opts)
+        proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
         proxy.addons.add(*addons.default_addons())
         recorder = Recorder(writer, redactor, session, config.body_cap)
         if capture is not None:
             recorder.pcap_file = capture.file_for
-        proxy.addons.add(PolicyGate(config.policy), Router(config.routes), recorder, lifecycle)
+        proxy.addons.add(
+            DialByName(), PolicyGate(config.policy), Router(config.routes), recorder, lifecycle
+        )
         modes = [_mode("regular", config.listen)]
         if config.transparent:
             modes.append(_mode("transparent", config.transparent))
@@ -98,6 +101,7 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
             mode=modes,
             confdir=str(logs.mitmproxy_confdir),
             connection_strategy="lazy",
+            termlog_verbosity="warn",
             ssl_verify_upstream_trusted_ca=str(upstream_trust(logs, config.upstream_ca)),
         )
         loop = asyncio.get_running_loop()

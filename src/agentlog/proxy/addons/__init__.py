@@ -1,4 +1,4 @@
 """agentlog's mitmproxy addons, one concern each, in pipeline order:
 
-Router -> PolicyGate -> Recorder, with Lifecycle announcing and closing.
+DialByName -> PolicyGate -> Router -> Recorder, with Lifecycle announcing and closing.
 """

@@ -22,8 +22,13 @@ class PolicyGate:
         self.policy = policy
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        host, port = flow.request.pretty_host, flow.request.port
-        decision = self.policy.decide(host, port)
+        # The name dialled and the name in the Host header can differ (a CONNECT to
+        # one host, a Host header naming another): both must pass.
+        port = flow.request.port
+        for host in dict.fromkeys((flow.request.host, flow.request.pretty_host)):
+            decision = self.policy.decide(host, port)
+            if not decision.allowed:
+                break
         flow.metadata[DECISION] = decision
         if not decision.allowed:
             flow.response = http.Response.make(

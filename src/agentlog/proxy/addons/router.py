@@ -30,7 +30,9 @@ class Router:
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         original = self._original.pop(data.server.id, None)
         if original is not None:
-            data.server.address = original
+            # mitmproxy forbids moving an open connection (Server.__setattr__ raises);
+            # this only puts back the name it was opened for, so it is reused for HOST.
+            object.__setattr__(data.server, "address", original)
 
     def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
         self._original.pop(data.server.id, None)
