@@ -242,3 +242,16 @@ def test_capture_refuses_to_start_blind(tmp_path):
         if '"listening"' in line
     ]
     assert not listening  # it never started serving
+
+
+def test_rotation_by_time(tmp_path, upstream, upstream_ca):
+    with Captured(tmp_path, upstream, upstream_ca, "--capture-every", "1s") as (ns, proxy):
+        for i in range(3):
+            agent_curl(ns, proxy, f"https://{UPSTREAM}/hello?t={i}")
+            time.sleep(1.1)
+        proxy.wait_for(lambda es: sum(e["event"] == "response" for e in es) == 3)
+    requests = proxy.events("request")
+    assert len({r["pcap_file"] for r in requests}) == 3  # a new file each second of traffic
+    for request in requests:
+        port = request["client"].rsplit(":", 1)[1]
+        assert tshark("-r", proxy.logs / request["pcap_file"], "-Y", f"tcp.srcport == {port}")

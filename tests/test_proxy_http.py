@@ -267,3 +267,20 @@ def test_journal_chain_verifies_after_traffic(proxy):
     )
     assert result.returncode == 0, result.stdout
     assert proxy.events()[-1]["action"] == "stop"
+
+
+def test_fingerprint_tags_the_same_secret_alike(tmp_path, upstream, upstream_ca):
+    from tests.conftest import proxy_args
+    from tests.harness import start_proxy
+
+    proxy = start_proxy(tmp_path / "logs", *proxy_args(upstream, upstream_ca[1]), "--fingerprint")
+    try:
+        for key in ("key-number-one", "key-number-one", "key-number-two"):
+            curl(proxy, f"https://{UPSTREAM}/hello", "-H", f"X-Api-Key: {key}")
+        proxy.wait_for(lambda es: sum(e["event"] == "response" for e in es) == 3)
+    finally:
+        proxy.stop()
+    tags = [e["headers"]["x-api-key"] for e in proxy.events("request")]
+    assert all(re.fullmatch(r"\[REDACTED:[0-9a-f]{12}\]", tag) for tag in tags)
+    assert tags[0] == tags[1] != tags[2]
+    assert b"key-number" not in (proxy.logs / "requests.jsonl").read_bytes()
