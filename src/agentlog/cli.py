@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agentlog import __version__
 from agentlog.commands import ca, ls, pcap, proxy, show, tail, verify
+from agentlog.commands.errors import CommandError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except CommandError as e:
+        print(f"agentlog: error: {e}", file=sys.stderr)
+        return e.status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -2,8 +2,8 @@
 
 import argparse
 import json
-import sys
 
+from agentlog.commands.errors import existing_journal
 from agentlog.commands.text import summary
 from agentlog.journal.reader import events, exchanges
 from agentlog.logsdir import LogsDir
@@ -17,11 +17,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 
 def run(args: argparse.Namespace) -> int:
-    logs = LogsDir(args.logs)
-    if not logs.journal.exists():
-        print(f"agentlog: error: no journal at {logs.journal}", file=sys.stderr)
-        return 2
-    listed = list(reversed(exchanges(events(logs.journal)).values()))[: args.limit]
+    journal = existing_journal(LogsDir(args.logs))
+    listed = list(reversed(exchanges(events(journal)).values()))[: args.limit]
     for exchange in listed:
         print(json.dumps(exchange, ensure_ascii=False) if args.json else summary(exchange))
     return 0

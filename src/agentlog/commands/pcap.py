@@ -1,10 +1,10 @@
 """agentlog pcap: one request's (or session's) packets, decryptable with no settings."""
 
 import argparse
-import sys
 from pathlib import Path
 
 from agentlog.capture.export import ExportError, export
+from agentlog.commands.errors import CommandError, existing_journal
 from agentlog.journal.reader import events, exchanges, find
 from agentlog.logsdir import LogsDir
 
@@ -21,13 +21,9 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 def run(args: argparse.Namespace) -> int:
     if (args.id is None) == (args.session is None):
-        print("agentlog: error: give a request ID or --session S", file=sys.stderr)
-        return 2
+        raise CommandError("give a request ID or --session S")
     logs = LogsDir(args.logs)
-    if not logs.journal.exists():
-        print(f"agentlog: error: no journal at {logs.journal}", file=sys.stderr)
-        return 2
-    merged = exchanges(events(logs.journal))
+    merged = exchanges(events(existing_journal(logs)))
     if args.id is not None:
         chosen = find(merged, args.id)
         what = f"id {args.id!r}"
@@ -40,13 +36,11 @@ def run(args: argparse.Namespace) -> int:
         what = f"session {args.session!r}"
     if len(chosen) == 0 or (args.id is not None and len(chosen) > 1):
         count = "no request" if not chosen else f"{len(chosen)} requests"
-        print(f"agentlog: error: {count} with {what}", file=sys.stderr)
-        return 1
+        raise CommandError(f"{count} with {what}", status=1)
     try:
         connections = export(logs, chosen, args.output)
     except ExportError as e:
-        print(f"agentlog: error: {e}", file=sys.stderr)
-        return 1
+        raise CommandError(str(e), status=1) from e
     print(
         f"{args.output}: {len(chosen)} request(s), {connections} connection(s), "
         "TLS secrets embedded"

@@ -4,10 +4,10 @@ import argparse
 import asyncio
 import os
 import socket
-import sys
 from pathlib import Path
 
 from agentlog.capture.supervisor import CaptureSettings
+from agentlog.commands.errors import CommandError
 from agentlog.config import (
     ProxyConfig,
     parse_duration,
@@ -156,13 +156,11 @@ def run(args: argparse.Namespace) -> int:
         logs.prepare()
         prepare_keylog(logs)
     except (ValueError, LogsDirError) as e:
-        print(f"agentlog: error: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from e
     from agentlog.proxy.app import StartupError, serve
 
     try:
         asyncio.run(serve(config, logs))
     except (StartupError, LogsDirError) as e:
-        print(f"agentlog: error: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from e
     return 0

@@ -2,8 +2,8 @@
 
 import argparse
 import json
-import sys
 
+from agentlog.commands.errors import CommandError, existing_journal
 from agentlog.journal.reader import events, exchanges, find
 from agentlog.logsdir import LogsDir
 
@@ -15,14 +15,9 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 
 def run(args: argparse.Namespace) -> int:
-    logs = LogsDir(args.logs)
-    if not logs.journal.exists():
-        print(f"agentlog: error: no journal at {logs.journal}", file=sys.stderr)
-        return 2
-    found = find(exchanges(events(logs.journal)), args.id)
+    found = find(exchanges(events(existing_journal(LogsDir(args.logs)))), args.id)
     if len(found) != 1:
         what = "no request" if not found else f"{len(found)} requests"
-        print(f"agentlog: error: {what} with id {args.id!r}", file=sys.stderr)
-        return 1
+        raise CommandError(f"{what} with id {args.id!r}", status=1)
     print(json.dumps(found[0], indent=2, ensure_ascii=False))
     return 0

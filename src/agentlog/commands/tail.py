@@ -2,9 +2,9 @@
 
 import argparse
 import json
-import sys
 import time
 
+from agentlog.commands.errors import CommandError
 from agentlog.commands.text import printable
 from agentlog.logsdir import LogsDir
 
@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
     path = LogsDir(args.logs).journal
     while not path.exists():
         if args.no_follow:
-            print(f"agentlog: error: no journal at {path}", file=sys.stderr)
-            return 2
+            raise CommandError(f"no journal at {path}")
         time.sleep(0.2)
     with open(path, "rb") as f:
         backlog = f.readlines()

@@ -1,9 +1,9 @@
 """agentlog verify: check the journal's keyed chain, name the first bad line."""
 
 import argparse
-import sys
 from pathlib import Path
 
+from agentlog.commands.errors import CommandError, existing_journal
 from agentlog.journal import chain
 from agentlog.journal.reader import lines
 from agentlog.logsdir import LogsDir
@@ -23,12 +23,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         key = bytes.fromhex(key_path.read_text().strip())
     except (OSError, ValueError) as e:
-        print(f"agentlog: error: cannot read journal key {key_path}: {e}", file=sys.stderr)
-        return 2
-    if not logs.journal.exists():
-        print(f"agentlog: error: no journal at {logs.journal}", file=sys.stderr)
-        return 2
-    verdict = chain.verify(lines(logs.journal), key)
+        raise CommandError(f"cannot read journal key {key_path}: {e}") from e
+    verdict = chain.verify(lines(existing_journal(logs)), key)
     if verdict.ok:
         print(f"ok: {verdict.lines} lines, chain intact")
         return 0
