@@ -1,5 +1,6 @@
 """The journal: write-ahead writer, chain, and `agentlog verify` catching tampering."""
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -23,13 +24,28 @@ def write_events(root: Path, count: int) -> LogsDir:
     key = read_or_create_key(logs.journal_key)
     writer = JournalWriter(logs, key, Redactor())
     writer.start()
-    futures = [
-        writer.submit({"v": 1, "event": "request", "id": f"id{i}", "seq": None})
-        for i in range(count)
-    ]
-    assert [f.result(5) for f in futures][-1] == writer.seq
-    writer.close()
+    before = writer.seq
+    for i in range(count):
+        writer.append({"v": 1, "event": "request", "id": f"id{i}", "seq": None})
+    writer.close()  # drains what was appended
+    assert writer.seq == before + count
     return logs
+
+
+def test_write_ahead_resolves_with_seq_on_the_loop(tmp_path):
+    logs = LogsDir(tmp_path)
+    logs.prepare()
+    writer = JournalWriter(logs, KEY, Redactor())
+    writer.start()
+
+    async def many() -> list[int]:
+        return await asyncio.gather(
+            *(writer.write_ahead({"event": "request", "id": str(i)}) for i in range(50))
+        )
+
+    assert sorted(asyncio.run(many())) == list(range(1, 51))
+    writer.close()
+    assert chain.verify(logs.journal.read_bytes().splitlines(keepends=True), KEY).ok
 
 
 def verify(logs: LogsDir) -> subprocess.CompletedProcess:

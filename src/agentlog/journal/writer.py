@@ -1,21 +1,23 @@
 """The journal writer: one thread that owns requests.jsonl.
 
-The proxy's event loop only builds an event and hands it over; this thread
-stores bodies, assigns `seq`, seals the chain and writes. Events that arrive
-together are written with one write(2) (group commit). A submitter that must
-not go on before its event is on disk (the write-ahead request event) waits
-on the Future that `submit` returns.
+The proxy's event loop only builds an event and appends it; this thread
+stores bodies, assigns `seq`, seals the chain and writes. Hand-offs are
+batched both ways, because waking a thread costs more than the work: the
+loop wakes the writer at most once per loop iteration, the writer writes
+everything pending with one write(2) (group commit) and then settles all of
+that batch's waiters with one call back into the loop. A request that must
+not go on before its event is on disk awaits `write_ahead`.
 """
 
+import asyncio
+import collections
 import contextlib
 import fcntl
 import json
 import os
-import queue
 import sys
 import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agentlog.journal import chain
 from agentlog.journal.bodies import Body, store
@@ -29,7 +31,7 @@ _BATCH = 512
 class _Entry:
     event: dict
     bodies: dict[str, Body]
-    done: Future = field(default_factory=Future)
+    waiter: asyncio.Future | None = None  # set for write-ahead events
 
 
 class JournalError(Exception):
@@ -41,7 +43,10 @@ class JournalWriter:
         self._logs = logs
         self._key = key
         self._redactor = redactor
-        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._pending: collections.deque[_Entry] = collections.deque()
+        self._wake = threading.Event()
+        self._kick_scheduled = False
+        self._stopping = False
         try:
             self._fd = os.open(logs.journal, os.O_RDWR | os.O_APPEND | os.O_CREAT, JOURNAL_MODE)
         except OSError as e:
@@ -99,14 +104,38 @@ class JournalWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, event: dict, bodies: dict[str, Body] | None = None) -> Future:
-        entry = _Entry(event, bodies or {})
-        self._queue.put(entry)
-        return entry.done
+    def append(
+        self,
+        event: dict,
+        bodies: dict[str, Body] | None = None,
+        waiter: asyncio.Future | None = None,
+    ) -> None:
+        """Queue an event (from any thread); it is written soon, in order."""
+        self._pending.append(_Entry(event, bodies or {}, waiter))
+        if self._kick_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop: wake the writer now
+            self._wake.set()
+            return
+        self._kick_scheduled = True
+        loop.call_soon(self._kick)  # one wake for everything appended this iteration
+
+    async def write_ahead(self, event: dict, bodies: dict[str, Body] | None = None) -> int:
+        """Write `event` and return its seq once it is with the OS; JournalError if not."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.append(event, bodies, waiter)
+        return await waiter
+
+    def _kick(self) -> None:
+        self._kick_scheduled = False
+        self._wake.set()
 
     def close(self) -> None:
-        """Write everything queued so far, then stop."""
-        self._queue.put(None)
+        """Write everything appended so far, then stop."""
+        self._stopping = True
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
         os.close(self._fd)
@@ -120,17 +149,24 @@ class JournalWriter:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            batch = [first]
-            while first is not None and len(batch) < _BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = None in batch
-            self._write([e for e in batch if e is not None])
-            if stop:
+            self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = [self._pending.popleft() for _ in range(min(_BATCH, len(self._pending)))]
+                self._settle(self._write(batch))
+            if self._stopping:
                 return
+
+    @staticmethod
+    def _settle(outcomes: list[tuple[_Entry, int | BaseException]]) -> None:
+        """Resolve the batch's waiters with one call into each loop that waits."""
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for entry, outcome in outcomes:
+            if entry.waiter is not None:
+                by_loop.setdefault(entry.waiter.get_loop(), []).append((entry.waiter, outcome))
+        for loop, waiters in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(_resolve, waiters)
 
     def _store_bodies(self, entry: _Entry) -> None:
         for name, body in entry.bodies.items():
@@ -140,22 +176,20 @@ class JournalWriter:
                 entry.event[name] = None
                 entry.event[f"{name}_error"] = getattr(e, "strerror", None) or repr(e)
 
-    def _write(self, batch: list[_Entry]) -> None:
+    def _write(self, batch: list[_Entry]) -> list[tuple[_Entry, int | BaseException]]:
+        """Seal and write `batch`; the outcome of each entry: its seq, or why not."""
         seq, last = self.seq, self._last_line
-        lines, sealed = [], []
+        lines, outcomes = [], []
         for entry in batch:
             self._store_bodies(entry)
             try:
                 line = chain.seal({**entry.event, "seq": seq + 1}, self._key, last)
             except Exception as e:  # a bad event costs itself, never the writer thread
-                entry.done.set_exception(JournalError(f"cannot record event: {e!r}"))
+                outcomes.append((entry, JournalError(f"cannot record event: {e!r}")))
                 continue
             seq, last = seq + 1, line
             lines.append(line)
-            sealed.append(entry)
-        batch = sealed
-        if not batch:
-            return
+            outcomes.append((entry, seq))
         data = b"".join(lines)
         size = os.fstat(self._fd).st_size
         try:
@@ -167,11 +201,17 @@ class JournalWriter:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, size)
             error = JournalError(f"journal write failed: {e.strerror or e}")
-            print(f"agentlog proxy: {error}; {len(batch)} event(s) refused", file=sys.stderr)
-            for entry in batch:
-                entry.done.set_exception(error)
-            return
+            print(f"agentlog proxy: {error}; {len(lines)} event(s) refused", file=sys.stderr)
+            return [(entry, error) for entry, _ in outcomes]
         self.seq, self._last_line = seq, last
-        first_seq = seq - len(batch) + 1
-        for i, entry in enumerate(batch):
-            entry.done.set_result(first_seq + i)
+        return outcomes
+
+
+def _resolve(waiters: list[tuple[asyncio.Future, int | BaseException]]) -> None:
+    for waiter, outcome in waiters:
+        if waiter.done():  # the request was cancelled meanwhile
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)

@@ -61,7 +61,7 @@ def _capture(
         return None
 
     def record(action: str, **fields: object) -> None:
-        writer.submit(
+        writer.append(
             records.capture_event(
                 id=new_id(), session=session, ts=time.time(), action=action, **fields
             )

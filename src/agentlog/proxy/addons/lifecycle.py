@@ -51,7 +51,7 @@ class Lifecycle:
         listening = ", ".join(
             f"{_format(addr)} ({s.mode.type_name})" for s in servers for addr in s.listen_addrs
         )
-        self.writer.submit(
+        self.writer.append(
             records.journal_event(
                 id=new_id(),
                 session=self.session,
@@ -75,6 +75,6 @@ class Lifecycle:
         if self._ticker is None:
             return
         self._ticker.cancel()
-        self.writer.submit(
+        self.writer.append(
             records.journal_event(id=new_id(), session=self.session, ts=time.time(), action="stop")
         )

@@ -8,7 +8,6 @@ written, the agent gets a 503 and nothing is forwarded. Responses always
 stream through a BodyTee that keeps the first `body_cap` bytes.
 """
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,8 +100,8 @@ class Recorder:
         decision = flow.metadata.get(DECISION)
         if decision is not None and not decision.allowed:
             state.synthetic = True
-            self._submit_request(flow, state, "blocked", body=None, body_size=None)
-            self.writer.submit(
+            self.writer.append(*self._request_event(flow, state, "blocked", None, None))
+            self.writer.append(
                 records.blocked_event(
                     id=state.id,
                     session=self.session,
@@ -126,7 +125,7 @@ class Recorder:
         content = flow.request.raw_content or b""
         await self._write_ahead(flow, state, body=content[: self.body_cap], body_size=len(content))
 
-    def _submit_request(
+    def _request_event(
         self,
         flow: http.HTTPFlow,
         state: FlowState,
@@ -159,13 +158,15 @@ class Recorder:
         state.request_recorded = True
         state.body_secrets.update(state.secrets)  # before the writer thread first sees it
         bodies = {"request_body": self._body(req, body, state)} if body else {}
-        return self.writer.submit(event, bodies)
+        return event, bodies
 
     async def _write_ahead(
         self, flow: http.HTTPFlow, state: FlowState, body: bytes | None, body_size: int | None
     ) -> bool:
         try:
-            await asyncio.wrap_future(self._submit_request(flow, state, "allowed", body, body_size))
+            await self.writer.write_ahead(
+                *self._request_event(flow, state, "allowed", body, body_size)
+            )
         except JournalError as e:
             state.synthetic = True
             flow.response = http.Response.make(
@@ -215,14 +216,14 @@ class Recorder:
         )
         bodies = {"response_body": self._body(resp, data, state)} if data else {}
         self._close_streamed_request(flow, state, event, bodies)
-        self.writer.submit(event, bodies)
+        self.writer.append(event, bodies)
 
     def error(self, flow: http.HTTPFlow) -> None:
         state: FlowState | None = flow.metadata.get(STATE)
         if state is None:
             return
         if not state.request_recorded:  # failed before the request was complete
-            self._submit_request(flow, state, "allowed", body=None, body_size=None)
+            self.writer.append(*self._request_event(flow, state, "allowed", None, None))
         tee = state.response_tee
         event = records.error_event(
             id=state.id,
@@ -237,7 +238,7 @@ class Recorder:
         )
         bodies: dict[str, Body] = {}
         self._close_streamed_request(flow, state, event, bodies)
-        self.writer.submit(event, bodies)
+        self.writer.append(event, bodies)
 
     def _close_streamed_request(
         self, flow: http.HTTPFlow, state: FlowState, event: dict, bodies: dict[str, Body]
@@ -275,7 +276,7 @@ class Recorder:
         if state is None or ws is None:
             return
         msgs_c, msgs_s, bytes_c, bytes_s = state.ws_counts
-        self.writer.submit(
+        self.writer.append(
             records.websocket_event(
                 id=state.id,
                 session=self.session,
@@ -295,7 +296,7 @@ class Recorder:
     def tls_failed_client(self, data: tls.TlsData) -> None:
         client: connection.Client = data.context.client
         server = data.context.server
-        self.writer.submit(
+        self.writer.append(
             records.tls_failed_event(
                 id=new_id(),
                 session=self.session,
