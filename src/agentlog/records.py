@@ -86,8 +86,7 @@ def response_event(
     redactor: Redactor,
     known: set[str],
 ) -> dict:
-    clean_headers, _ = redactor.headers(headers)
-    clean_headers = {k: redactor.scrub(v, known) for k, v in clean_headers.items()}
+    clean_headers, _ = redactor.headers(headers, known)
     return _base("response", id, session, ts) | {
         "status": status,
         "reason": redactor.scrub(reason, known),

@@ -9,6 +9,7 @@ Three nets, applied in this order:
    same exchange (a bearer token echoed in a body, a cookie copied to a URL).
 """
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -78,6 +79,7 @@ _JSON_PAIR = re.compile(r'"([^"\\]{1,100})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 MIN_SCRUB_LEN = 6
 
 
+@functools.lru_cache(maxsize=8192)  # the same few header names and JSON keys recur
 def is_secret_name(name: str) -> bool:
     lowered = name.lower()
     if lowered in _SECRET_HEADERS:
@@ -118,18 +120,32 @@ class Redactor:
 
     # -- headers ----------------------------------------------------------
 
-    def headers(self, fields: Iterable[tuple[str, str]]) -> tuple[dict[str, str], set[str]]:
-        """Lower-cased header dict (repeats joined by ', ') and the secrets removed."""
+    def headers(
+        self, fields: Iterable[tuple[str, str]], known: Iterable[str] = ()
+    ) -> tuple[dict[str, str], set[str]]:
+        """Lower-cased header dict (repeats joined by ', ') and the secrets it removed."""
         fields = [(name.lower(), value) for name, value in fields]
         found: set[str] = set()
         for key, value in fields:
             if is_secret_name(key):
                 found.update(_secret_parts(value))
+        scrub_with = found.union(known)
+        # Most headers hold nothing to scrub: one look at all of them decides.
+        needs_scrub = self._has_secret("\n".join(v for _, v in fields), scrub_with)
         out: dict[str, str] = {}
         for key, value in fields:
-            clean = self.mask(value) if is_secret_name(key) else self.scrub(value, found)
+            if is_secret_name(key):
+                clean = self.mask(value)
+            else:
+                clean = self.scrub(value, scrub_with) if needs_scrub else value
             out[key] = f"{out[key]}, {clean}" if key in out else clean
         return out, found
+
+    @staticmethod
+    def _has_secret(text: str, known: set[str]) -> bool:
+        return TOKEN_SHAPES.search(text) is not None or any(
+            len(k) >= MIN_SCRUB_LEN and k in text for k in known
+        )
 
     # -- URLs -------------------------------------------------------------
 

@@ -33,17 +33,21 @@ def decoded(body: Body) -> bytes:
         return body.data
 
 
-def store(root: Path, body: Body, redactor: Redactor) -> str:
-    """Redact and store `body`; return its path relative to the logs directory."""
+def store(root: Path, body: Body, redactor: Redactor, stored: set[str]) -> str:
+    """Redact and store `body`; return its path relative to the logs directory.
+
+    `stored` remembers names already on disk, to spare a stat() per repeat."""
     clean = redactor.body(decoded(body), body.content_type, body.secrets)
     name = hashlib.sha256(clean).hexdigest()
     directory = root / "bodies" / name[:2]
     path = directory / name
-    if not path.exists():
+    if name not in stored and not path.exists():
         directory.mkdir(exist_ok=True)
         tmp = directory / f".{name}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, JOURNAL_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(clean)
         os.replace(tmp, path)
+    if len(stored) < 100_000:
+        stored.add(name)
     return f"bodies/{name[:2]}/{name}"

@@ -6,7 +6,6 @@ catches a deleted, reordered or inserted line; `mac` catches an edit to any
 line, the last one included. Neither can be recomputed without the key.
 """
 
-import hashlib
 import hmac
 import json
 import re
@@ -17,7 +16,7 @@ _MAC_SUFFIX = re.compile(rb',"mac":"([0-9a-f]{64})"}\n\Z')
 
 
 def digest(key: bytes, data: bytes) -> str:
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hmac.digest(key, data, "sha256").hex()
 
 
 def seal(event: dict, key: bytes, prev_line: bytes) -> bytes:

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
 import sys
 import threading
 from dataclasses import dataclass
@@ -44,9 +45,10 @@ class JournalWriter:
         self._key = key
         self._redactor = redactor
         self._pending: collections.deque[_Entry] = collections.deque()
-        self._wake = threading.Event()
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # cheaper than an Event
         self._kick_scheduled = False
         self._stopping = False
+        self._stored: set[str] = set()  # body files known to exist
         try:
             self._fd = os.open(logs.journal, os.O_RDWR | os.O_APPEND | os.O_CREAT, JOURNAL_MODE)
         except OSError as e:
@@ -117,7 +119,7 @@ class JournalWriter:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on an event loop: wake the writer now
-            self._wake.set()
+            self._wake.put(None)
             return
         self._kick_scheduled = True
         loop.call_soon(self._kick)  # one wake for everything appended this iteration
@@ -130,12 +132,12 @@ class JournalWriter:
 
     def _kick(self) -> None:
         self._kick_scheduled = False
-        self._wake.set()
+        self._wake.put(None)
 
     def close(self) -> None:
         """Write everything appended so far, then stop."""
         self._stopping = True
-        self._wake.set()
+        self._wake.put(None)
         if self._thread.is_alive():
             self._thread.join()
         os.close(self._fd)
@@ -149,8 +151,7 @@ class JournalWriter:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
-            self._wake.clear()
+            self._wake.get()
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(_BATCH, len(self._pending)))]
                 self._settle(self._write(batch))
@@ -171,7 +172,7 @@ class JournalWriter:
     def _store_bodies(self, entry: _Entry) -> None:
         for name, body in entry.bodies.items():
             try:
-                entry.event[name] = store(self._logs.root, body, self._redactor)
+                entry.event[name] = store(self._logs.root, body, self._redactor, self._stored)
             except Exception as e:  # the event is still worth writing without its body
                 entry.event[name] = None
                 entry.event[f"{name}_error"] = getattr(e, "strerror", None) or repr(e)

@@ -19,6 +19,7 @@ from agentlog.config import ProxyConfig
 from agentlog.ids import new_id
 from agentlog.journal.writer import JournalWriter
 from agentlog.logsdir import LogsDir, read_or_create_key
+from agentlog.proxy.addons import Pipeline
 from agentlog.proxy.addons.dial_by_name import DialByName
 from agentlog.proxy.addons.lifecycle import Lifecycle
 from agentlog.proxy.addons.policy_gate import PolicyGate
@@ -92,7 +93,9 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
         if capture is not None:
             recorder.pcap_file = capture.file_for
         proxy.addons.add(
-            DialByName(), PolicyGate(config.policy), Router(config.routes), recorder, lifecycle
+            Pipeline(
+                DialByName(), PolicyGate(config.policy), Router(config.routes), recorder, lifecycle
+            )
         )
         modes = [_mode("regular", config.listen)]
         if config.transparent:

@@ -1,4 +1,17 @@
-"""agentlog's mitmproxy addons, one concern each, in pipeline order:
+"""agentlog's mitmproxy addons, one concern each, run in this order:
 
 DialByName -> PolicyGate -> Router -> Recorder, with Lifecycle announcing and closing.
 """
+
+
+class Pipeline:
+    """Our addons as one entry in mitmproxy's chain.
+
+    mitmproxy pays a fixed price per chain entry for every event it triggers
+    (a context manager, a coroutine, a hook lookup), whether or not the entry
+    has that hook; as one entry with children, ours cost it once. mitmproxy
+    still calls every child's hooks, in order (see AddonManager.traverse).
+    """
+
+    def __init__(self, *addons: object) -> None:
+        self.addons = list(addons)

@@ -5,6 +5,8 @@ that names agentlog and the rule. Connections that carry no HTTP request
 (a raw TCP tunnel, say) are judged again when mitmproxy is about to dial.
 """
 
+import functools
+
 from mitmproxy import http
 from mitmproxy.proxy import server_hooks
 
@@ -20,13 +22,14 @@ def refusal(host: str, port: int, decision: Decision) -> str:
 class PolicyGate:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        self._decide = functools.lru_cache(maxsize=4096)(policy.decide)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         # The name dialled and the name in the Host header can differ (a CONNECT to
         # one host, a Host header naming another): both must pass.
         port = flow.request.port
         for host in dict.fromkeys((flow.request.host, flow.request.pretty_host)):
-            decision = self.policy.decide(host, port)
+            decision = self._decide(host, port)
             if not decision.allowed:
                 break
         flow.metadata[DECISION] = decision
@@ -42,6 +45,6 @@ class PolicyGate:
         if server.address is None:
             return
         host, port = server.sni or server.address[0], server.address[1]
-        decision = self.policy.decide(host, port)
+        decision = self._decide(host, port)
         if not decision.allowed:
             server.error = refusal(host, port, decision)

@@ -4,12 +4,13 @@ A request whose body fits the cap (or has none) is held until complete, so
 its event carries the body; any other is streamed, its event written at the
 headers and its body accounted for in the closing event. Either way the
 request event is on disk before a byte goes upstream; if it cannot be
-written, the agent gets a 503 and nothing is forwarded. Responses always
-stream through a BodyTee that keeps the first `body_cap` bytes.
+written, the agent gets a 503 and nothing is forwarded. Responses stream
+through a BodyTee that keeps the first `body_cap` bytes, all but the small
+ones of known length, which are forwarded whole as soon as they are complete.
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from mitmproxy import connection, http, tls, websocket
@@ -23,10 +24,13 @@ from agentlog.proxy.addons.tee import BodyTee
 from agentlog.redact import Redactor
 
 STATE = "agentlog.state"
+# A response body of known length up to this size is forwarded whole: it is in
+# flight in a few packets anyway. Anything else (SSE, chunked, downloads) streams.
+FORWARD_WHOLE_UP_TO = 64 * 1024
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowState:
     """What the recorder knows about one exchange between hooks."""
 
@@ -94,7 +98,8 @@ class Recorder:
 
     # -- requests ---------------------------------------------------------
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Coroutine | None:
+        """Sync, except for a streamed request: mitmproxy awaits what a hook returns."""
         state = FlowState(id=new_id(flow.request.timestamp_start))
         flow.metadata[STATE] = state
         decision = flow.metadata.get(DECISION)
@@ -112,9 +117,13 @@ class Recorder:
                     reason=decision.reason,
                 )
             )
-            return
-        streamed = not holds_request_body(flow.request, self.body_cap)
-        if streamed and await self._write_ahead(flow, state, body=None, body_size=None):
+            return None
+        if holds_request_body(flow.request, self.body_cap):
+            return None  # recorded at `request`, body and all
+        return self._stream_request(flow, state)
+
+    async def _stream_request(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        if await self._write_ahead(flow, state, body=None, body_size=None):
             state.request_tee = BodyTee(self.body_cap)
             flow.request.stream = state.request_tee
 
@@ -183,6 +192,9 @@ class Recorder:
         state: FlowState | None = flow.metadata.get(STATE)
         if state is None or state.synthetic or flow.response is None:
             return
+        length = flow.response.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= FORWARD_WHOLE_UP_TO:
+            return  # small and complete: one write is cheaper than a stream, and as prompt
         state.response_tee = BodyTee(self.body_cap)
         flow.response.stream = state.response_tee
 
