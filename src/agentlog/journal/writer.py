@@ -5,7 +5,8 @@ stores bodies, assigns `seq`, seals the chain and writes. Hand-offs are
 batched both ways, because waking a thread costs more than the work: the
 loop wakes the writer at most once per loop iteration, the writer writes
 everything pending with one write(2) (group commit) and then settles all of
-that batch's waiters with one call back into the loop. A request that must
+that batch's waiters with one call back into the loop; events nobody waits
+for are written with the next batch or within FLUSH_EVERY. A request that must
 not go on before its event is on disk awaits `write_ahead`.
 """
 
@@ -26,6 +27,9 @@ from agentlog.logsdir import JOURNAL_MODE, LogsDir, LogsDirError
 from agentlog.redact import Redactor
 
 _BATCH = 512
+# Events nobody waits for (responses, errors) ride along with the next
+# write-ahead batch, or go out after this long: one thread wake-up saved each.
+FLUSH_EVERY = 0.05
 
 
 @dataclass
@@ -112,9 +116,10 @@ class JournalWriter:
         bodies: dict[str, Body] | None = None,
         waiter: asyncio.Future | None = None,
     ) -> None:
-        """Queue an event (from any thread); it is written soon, in order."""
+        """Queue an event (from any thread); it is written in order, within
+        FLUSH_EVERY seconds, or at once together with the next write-ahead event."""
         self._pending.append(_Entry(event, bodies or {}, waiter))
-        if self._kick_scheduled:
+        if waiter is None or self._kick_scheduled:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -151,7 +156,8 @@ class JournalWriter:
 
     def _run(self) -> None:
         while True:
-            self._wake.get()
+            with contextlib.suppress(queue.Empty):
+                self._wake.get(timeout=FLUSH_EVERY)
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(_BATCH, len(self._pending)))]
                 self._settle(self._write(batch))

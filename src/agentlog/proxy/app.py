@@ -11,7 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from mitmproxy import addons, master, options
+from mitmproxy import master, options
+from mitmproxy.addons import (
+    block,
+    core,
+    disable_h2c,
+    dns_resolver,
+    next_layer,
+    proxyserver,
+    tlsconfig,
+)
 
 from agentlog import ca, records
 from agentlog.capture.supervisor import CaptureError, CaptureSupervisor
@@ -35,6 +44,24 @@ class StartupError(Exception):
 def _mode(kind: str, addr: tuple[str, int]) -> str:
     host, port = addr
     return f"{kind}@{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def mitmproxy_addons() -> list:
+    """The part of mitmproxy's default addons a recording proxy needs.
+
+    agentlog records; it does not rewrite, replay, intercept or serve pages, so
+    the addons for those are left out: each would cost every event a little,
+    and none should touch an agent's traffic.
+    """
+    return [
+        core.Core(),
+        block.Block(),
+        disable_h2c.DisableH2C(),
+        proxyserver.Proxyserver(),
+        dns_resolver.DnsResolver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+    ]
 
 
 def upstream_trust(logs: LogsDir, extra_ca: Path | None) -> Path:
@@ -88,7 +115,7 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
                 raise StartupError(str(e)) from e
         opts = options.Options()
         proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
-        proxy.addons.add(*addons.default_addons())
+        proxy.addons.add(*mitmproxy_addons())
         recorder = Recorder(writer, redactor, session, config.body_cap)
         if capture is not None:
             recorder.pcap_file = capture.file_for
