@@ -73,6 +73,20 @@ def proxy(tmp_path, upstream, upstream_ca) -> Iterator[RunningProxy]:
     running.stop()
 
 
+class PreferH2(ssl.SSLContext):
+    """httpx always offers ALPN http/1.1 before h2, and mitmproxy honours the
+    client's order; a client that prefers HTTP/2 offers h2 first."""
+
+    def set_alpn_protocols(self, protocols) -> None:
+        super().set_alpn_protocols(sorted(protocols, key=lambda p: p != "h2"))
+
+
+def prefer_h2_context(cafile: Path) -> ssl.SSLContext:
+    context = PreferH2(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(cafile))
+    return context
+
+
 @pytest.fixture
 def agent_tls(proxy: RunningProxy) -> ssl.SSLContext:
     """What an agent has: trust in agentlog's CA and nothing else."""

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from tests.conftest import BLOCKED, DOWN, PLAIN, RESET, UPSTREAM
+from tests.conftest import BLOCKED, DOWN, PLAIN, RESET, UPSTREAM, prefer_h2_context
 from tests.harness import RunningProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,17 +70,19 @@ def test_curl_get_and_post(proxy, upstream, version):
     assert len(events) >= 5  # start event + 2 x (request, response)
 
 
-def test_httpx_get_and_post(proxy, agent_tls):
-    # HTTP/2 is driven by curl above: through a proxy httpx offers http/1.1 first
-    # (mitmproxy honours the client's order), and h2-only httpx skips ALPN.
-    with httpx.Client(proxy=proxy.url, verify=agent_tls, timeout=20) as client:
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
+def test_httpx_get_and_post(proxy, agent_tls, http2):
+    tls = prefer_h2_context(proxy.ca) if http2 else agent_tls
+    with httpx.Client(proxy=proxy.url, verify=tls, http2=http2, timeout=20) as client:
         assert client.get(f"https://{UPSTREAM}/hello").text == "hello"
         reply = client.post(f"https://{UPSTREAM}/echo", json={"q": "why"})
         assert reply.json()["body"] == '{"q":"why"}'
+        assert reply.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
     proxy.wait_for(lambda es: sum(e["event"] == "response" for e in es) == 2)
     for path, method in (("/hello", "GET"), ("/echo", "POST")):
         request, response = proxy.exchange(path)
         assert_request_event(request, method, UPSTREAM, path)
+        assert request["http_version"] == ("HTTP/2.0" if http2 else "HTTP/1.1")
         assert response["event"] == "response" and response["status"] == 200
 
 
