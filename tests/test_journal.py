@@ -72,6 +72,14 @@ def test_sealed_lines_verify_and_any_byte_flip_is_caught(events):
         assert not chain.verify(lines, b"x" * 32).ok  # wrong key
 
 
+@given(st.text(alphabet=st.characters(codec=None), max_size=30))
+def test_any_text_seals_as_utf8_json(text):
+    line = chain.seal({"seq": 1, "h": text, text: 1}, KEY, b"")
+    line.decode("utf-8")  # valid UTF-8, whatever the agent sent
+    assert json.loads(line)["seq"] == 1
+    assert chain.verify([line], KEY).ok
+
+
 def test_writer_continues_seq_and_chain_across_restarts(tmp_path):
     logs = write_events(tmp_path, 5)
     write_events(tmp_path, 3)

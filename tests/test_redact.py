@@ -122,3 +122,10 @@ def test_fingerprint_is_stable_and_keyed():
     assert a.mask("secret-value") != b.mask("secret-value")
     assert "secret-value" not in a.mask("secret-value")
     assert a.mask("x").startswith("[REDACTED:")
+
+
+@given(st.text(alphabet=st.characters(codec=None), max_size=30))
+def test_json_with_any_text_redacts_to_bytes(text):
+    body = json.dumps({"text": text, "api_key": "S3crS3crS3crS3cr"}).encode()
+    out = R.body(body, "application/json")
+    assert b"S3crS3crS3crS3cr" not in out

@@ -184,8 +184,11 @@ class Redactor:
             except ValueError:
                 pass
             else:
-                text = json.dumps(self._json(doc, known), ensure_ascii=False)
-                return self.scrub(text, known).encode("utf-8", "surrogateescape")
+                text = self.scrub(json.dumps(self._json(doc, known), ensure_ascii=False), known)
+                try:
+                    return text.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:  # JSON held "\ud800": keep it escaped
+                    return text.encode("utf-8", "backslashreplace")
         if "x-www-form-urlencoded" in ctype:
             text, found = self.path("?" + text, known)
             text = text[1:]

@@ -19,11 +19,32 @@ def digest(key: bytes, data: bytes) -> str:
     return hmac.digest(key, data, "sha256").hex()
 
 
+def _dumps(event: dict) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def printable_text(node: object) -> object:
+    """Bytes that were not UTF-8 (mitmproxy keeps them as lone surrogates) become
+    visible escapes like \\xff: the journal stays valid UTF-8 JSON."""
+    if isinstance(node, str):
+        try:
+            return node.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that never was a byte (JSON "\ud800")
+            return node.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(node, dict):
+        return {printable_text(k): printable_text(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [printable_text(v) for v in node]
+    return node
+
+
 def seal(event: dict, key: bytes, prev_line: bytes) -> bytes:
     """Serialise `event` as one journal line chained to `prev_line` (b"" for the first)."""
-    body = json.dumps(
-        {**event, "prev": digest(key, prev_line)}, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    event = {**event, "prev": digest(key, prev_line)}
+    try:
+        body = _dumps(event)
+    except UnicodeEncodeError:  # agent-sent bytes that are not UTF-8: rare, so checked late
+        body = _dumps(printable_text(event))
     return body[:-1] + b',"mac":"' + digest(key, body).encode() + b'"}\n'
 
 

@@ -192,7 +192,7 @@ class JournalWriter:
             try:
                 line = chain.seal({**entry.event, "seq": seq + 1}, self._key, last)
             except Exception as e:  # a bad event costs itself, never the writer thread
-                outcomes.append((entry, JournalError(f"cannot record event: {e!r}")))
+                outcomes.append((entry, JournalError(f"cannot record event: {type(e).__name__}")))
                 continue
             seq, last = seq + 1, line
             lines.append(line)
