@@ -16,6 +16,21 @@ from pathlib import Path
 _READY = re.compile(r"listening on ([0-9.]+|\[[0-9a-f:]+\]):(\d+) \(regular\)")
 
 
+def agentlog(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the real CLI, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "agentlog", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def verify(logs: Path) -> subprocess.CompletedProcess:
+    return agentlog("verify", "--logs", logs)
+
+
 @dataclass
 class RunningProxy:
     logs: Path

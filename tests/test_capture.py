@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PLAIN, UPSTREAM, proxy_args
-from tests.harness import RunningProxy, start_proxy
+from tests.harness import RunningProxy, agentlog, start_proxy
 from tests.netns import AgentNamespace, can_make_namespaces
 
 pytestmark = [
@@ -34,16 +34,6 @@ def tshark(*args: str | Path) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def agentlog(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agentlog", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
 
 
 def agent_curl(ns: AgentNamespace, proxy: RunningProxy, *args: str) -> bytes:

@@ -12,19 +12,10 @@ import time
 import pytest
 
 from tests.conftest import UPSTREAM
+from tests.harness import agentlog
 from tests.test_proxy_http import curl
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def agentlog(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agentlog", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:

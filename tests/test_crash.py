@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,20 +12,10 @@ import httpx
 import pytest
 
 from tests.conftest import UPSTREAM, proxy_args
-from tests.harness import start_proxy
+from tests.harness import start_proxy, verify
 
 pytestmark = pytest.mark.timeout(120)
 N = 200
-
-
-def verify(logs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agentlog", "verify", "--logs", str(logs)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def fire(proxy_url: str, tls: ssl.SSLContext) -> None:

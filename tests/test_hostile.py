@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import PLAIN, UPSTREAM
+from tests.harness import verify
 from tests.test_proxy_http import curl
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,12 +34,7 @@ def still_serving(proxy) -> None:
 
 
 def verify_ok(proxy) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agentlog", "verify", "--logs", str(proxy.logs)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = verify(proxy.logs)
     assert result.returncode == 0, result.stdout
 
 

@@ -3,7 +3,6 @@
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from agentlog.journal import chain
 from agentlog.journal.writer import JournalWriter
 from agentlog.logsdir import LogsDir, read_or_create_key
 from agentlog.redact import Redactor
+from tests import harness
 
 KEY = b"k" * 32
 
@@ -49,12 +49,7 @@ def test_write_ahead_resolves_with_seq_on_the_loop(tmp_path):
 
 
 def verify(logs: LogsDir) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agentlog", "verify", "--logs", str(logs.root)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return harness.verify(logs.root)
 
 
 @given(st.lists(st.dictionaries(st.text(min_size=1, max_size=5), st.text(max_size=20)), max_size=8))

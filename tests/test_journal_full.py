@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import UPSTREAM, proxy_args
-from tests.harness import start_proxy
+from tests.harness import start_proxy, verify
 from tests.test_proxy_http import curl
 
 pytestmark = [
@@ -59,12 +58,7 @@ def test_full_disk_refuses_requests_then_recovers(small_disk, upstream, upstream
         assert curl(proxy, f"https://{UPSTREAM}/hello?again").stdout == b"hello"
     finally:
         proxy.stop()
-    result = subprocess.run(
-        [sys.executable, "-m", "agentlog", "verify", "--logs", str(small_disk)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = verify(small_disk)
     assert result.returncode == 0, result.stdout  # the failed write left no half line
     paths = [e["path"] for e in proxy.events("request")]
     assert f"/refused/{attempt}" not in paths and "/hello?again" in paths

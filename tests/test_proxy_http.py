@@ -10,14 +10,13 @@ import json
 import re
 import socket
 import subprocess
-import sys
 
 import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import BLOCKED, DOWN, PLAIN, RESET, UPSTREAM, prefer_h2_context
-from tests.harness import RunningProxy
+from tests.harness import RunningProxy, verify
 
 pytestmark = pytest.mark.timeout(60)
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -261,12 +260,7 @@ def test_journal_chain_verifies_after_traffic(proxy):
         curl(proxy, f"https://{UPSTREAM}/hello")
     proxy.wait_for(lambda es: sum(e["event"] == "response" for e in es) == 3)
     assert proxy.stop() == 0
-    result = subprocess.run(
-        [sys.executable, "-m", "agentlog", "verify", "--logs", str(proxy.logs)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = verify(proxy.logs)
     assert result.returncode == 0, result.stdout
     assert proxy.events()[-1]["action"] == "stop"
 
