@@ -29,7 +29,7 @@ class PcapError(ValueError):
 @dataclass(frozen=True)
 class Format:
     header: bytes  # the global header, written at the top of every rotated file
-    endian: str
+    record_header: struct.Struct  # seconds, sub-seconds, captured length, original length
     tick: float  # seconds per sub-second unit
     linktype: int
 
@@ -39,50 +39,34 @@ class Format:
             raise PcapError("not a pcap stream")
         endian, tick = _MAGICS[header[:4]]
         linktype = struct.unpack(endian + "I", header[20:24])[0] & 0x0FFFFFFF
-        return cls(header, endian, tick, linktype)
+        return cls(header, struct.Struct(endian + "IIII"), tick, linktype)
 
-    def record(self, buf: bytes | memoryview, offset: int) -> tuple[float, int] | None:
-        """(timestamp, total record length) of the record at `offset`, if complete."""
-        if len(buf) - offset < RECORD_HEADER_LEN:
-            return None
-        sec, frac, caplen, _ = struct.unpack_from(self.endian + "IIII", buf, offset)
-        total = RECORD_HEADER_LEN + caplen
-        if len(buf) - offset < total:
-            return None
-        return sec + frac * self.tick, total
-
-    def tcp_syn_source(self, packet: bytes | memoryview) -> str | None:
-        """ "ip:port" of the sender if `packet` opens a TCP connection (SYN without ACK)."""
+    def tcp_syn_source(self, buf: bytes | bytearray, start: int, end: int) -> str | None:
+        """ "ip:port" of the sender if the packet in buf[start:end] opens a TCP
+        connection (SYN without ACK). Runs for every packet: no slicing, no copies."""
         if self.linktype == LINKTYPE_ETHERNET:
-            offset, ethertype = 14, _u16(packet, 12)
-            if ethertype == 0x8100:  # one VLAN tag
-                offset, ethertype = 18, _u16(packet, 16)
+            ip, ethertype = start + 14, _u16(buf, start + 12) if end - start >= 14 else 0
+            if ethertype == 0x8100 and end - start >= 18:  # one VLAN tag
+                ip, ethertype = start + 18, _u16(buf, start + 16)
         elif self.linktype == LINKTYPE_LINUX_SLL:
-            offset, ethertype = 16, _u16(packet, 14)
-        elif self.linktype == LINKTYPE_RAW:
-            offset, ethertype = 0, 0x0800 if packet[:1] and packet[0] >> 4 == 4 else 0x86DD
+            ip, ethertype = start + 16, _u16(buf, start + 14) if end - start >= 16 else 0
+        elif self.linktype == LINKTYPE_RAW and end > start:
+            ip, ethertype = start, 0x0800 if buf[start] >> 4 == 4 else 0x86DD
         else:
             return None
-        if ethertype == 0x0800 and len(packet) >= offset + 20:
-            ihl = (packet[offset] & 0x0F) * 4
-            if packet[offset + 9] != 6:
-                return None
-            src = ".".join(str(b) for b in packet[offset + 12 : offset + 16])
-            tcp = offset + ihl
-        elif ethertype == 0x86DD and len(packet) >= offset + 40:
-            if packet[offset + 6] != 6:  # no extension headers on a SYN we care about
-                return None
-            src = f"[{ipaddress.IPv6Address(bytes(packet[offset + 8 : offset + 24]))}]"
-            tcp = offset + 40
-        else:
-            return None
-        if len(packet) < tcp + 14:
-            return None
-        flags = packet[tcp + 13]
-        if flags & 0x02 and not flags & 0x10:
-            return f"{src}:{_u16(packet, tcp)}"
+        if ethertype == 0x0800 and end - ip >= 20 and buf[ip + 9] == 6:
+            tcp = ip + (buf[ip] & 0x0F) * 4
+            if end - tcp >= 14 and buf[tcp + 13] & 0x12 == 0x02:
+                return (
+                    f"{buf[ip + 12]}.{buf[ip + 13]}.{buf[ip + 14]}.{buf[ip + 15]}:{_u16(buf, tcp)}"
+                )
+        elif ethertype == 0x86DD and end - ip >= 54 and buf[ip + 6] == 6:
+            # No extension headers: a SYN carries none in practice.
+            tcp = ip + 40
+            if buf[tcp + 13] & 0x12 == 0x02:
+                return f"[{ipaddress.IPv6Address(bytes(buf[ip + 8 : ip + 24]))}]:{_u16(buf, tcp)}"
         return None
 
 
-def _u16(buf: bytes | memoryview, offset: int) -> int:
+def _u16(buf: bytes | bytearray, offset: int) -> int:
     return (buf[offset] << 8) | buf[offset + 1]

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from agentlog.capture.pcapfile import GLOBAL_HEADER_LEN, Format, PcapError
+from agentlog.capture.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, Format, PcapError
 
 FILE_MODE = 0o640
 _READ = 1 << 20
@@ -70,32 +70,41 @@ class Rotator:
         return self.size > GLOBAL_HEADER_LEN and self.size + length > self.max_bytes
 
     def feed(self, buf: bytearray) -> int:
-        """Write every complete record in `buf`; return how many bytes were used."""
+        """Write every complete record in `buf`; return how many bytes were used.
+
+        Called for every read from tcpdump, so it stays lean: records between
+        two file boundaries go out in one write, straight from `buf`."""
+        offset = 0
         if self.fmt is None:
             if len(buf) < GLOBAL_HEADER_LEN:
                 return 0
             self.fmt = Format.parse(bytes(buf[:GLOBAL_HEADER_LEN]))
-            return GLOBAL_HEADER_LEN
-        view = memoryview(buf)
-        offset, pending = 0, []
-        while (rec := self.fmt.record(view, offset)) is not None:
-            ts, length = rec
-            if self._needs_new_file(ts, length):
-                if pending:
-                    os.write(self.fd, b"".join(pending))
-                    pending = []
+            offset = GLOBAL_HEADER_LEN
+        fmt, unpack, n = self.fmt, self.fmt.record_header.unpack_from, len(buf)
+        start = offset
+        while n - offset >= RECORD_HEADER_LEN:
+            sec, frac, caplen, _ = unpack(buf, offset)
+            end = offset + RECORD_HEADER_LEN + caplen
+            if end > n:
+                break
+            ts = sec + frac * fmt.tick
+            if self._needs_new_file(ts, end - offset):
+                self._write(buf, start, offset)
+                start = offset
                 self._open(ts)
-            pending.append(view[offset : offset + length])
-            self.size += length
+            self.size += end - offset
             self.packets += 1
-            source = self.fmt.tcp_syn_source(view[offset + 16 : offset + length])
+            source = fmt.tcp_syn_source(buf, offset + RECORD_HEADER_LEN, end)
             if source is not None:
                 self.report(f"syn {source} {self.name}")
-            offset += length
-        if pending:
-            os.write(self.fd, b"".join(pending))
-        view.release()
+            offset = end
+        self._write(buf, start, offset)
         return offset
+
+    def _write(self, buf: bytearray, start: int, end: int) -> None:
+        if end > start and self.fd is not None:
+            with memoryview(buf) as view:
+                os.write(self.fd, view[start:end])
 
     def run(self, fd: int) -> None:
         buf = bytearray()
