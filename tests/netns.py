@@ -13,6 +13,13 @@ import subprocess
 from dataclasses import dataclass, field
 
 
+def _free_subnet() -> int:
+    """A 10.231.N.0/30 that no interface here uses yet (tests may run side by side)."""
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    free = [n for n in range(1, 250) if f" 10.231.{n}." not in used]
+    return random.choice(free)
+
+
 def sh(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, capture_output=True, text=True)
 
@@ -20,7 +27,7 @@ def sh(*cmd: str) -> subprocess.CompletedProcess:
 @dataclass
 class AgentNamespace:
     name: str = field(default_factory=lambda: f"al{os.getpid() % 10000}x{random.randrange(10**4)}")
-    subnet: int = field(default_factory=lambda: random.randrange(1, 250))
+    subnet: int = field(default_factory=lambda: _free_subnet())
     rules: list[list[str]] = field(default_factory=list)
 
     @property
