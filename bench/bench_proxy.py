@@ -151,7 +151,8 @@ async def _open(job: dict) -> _Conn:
     loop = asyncio.get_running_loop()
     ctx = ssl.create_default_context(cafile=job["cafile"])
     ctx.set_alpn_protocols(["http/1.1"])
-    transport, conn = await loop.create_connection(_Conn, HOST, job["port"])
+    # "host": where to connect (default 127.0.0.1); the upstream is always on HOST
+    transport, conn = await loop.create_connection(_Conn, job.get("host", HOST), job["port"])
     if job["proxied"]:
         target = f"{HOST}:{job['upstream_port']}"
         await conn.roundtrip(
@@ -333,25 +334,7 @@ class Bench:
         return proc
 
     def start(self) -> None:
-        sys.path.insert(0, str(ROOT))
-        from tests.fakes.certs import issue_leaf, make_ca
-
-        ca = make_ca("agentlog bench CA")
-        ca_file = ca.write(self.tmp, "upstream-ca.pem")
-        cert, key = issue_leaf(ca, ["127.0.0.1", "localhost"]).write(self.tmp, "upstream")
-        out = (self.tmp / "upstream.out").open("w+")
-        up = self._spawn(
-            "upstream",
-            [sys.executable, "-m", "tests.fakes.upstream", "--cert", str(cert), "--key", str(key)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        line = _wait_file_text(self.tmp / "upstream.out", '"port"', up, 20)
-        upstream_port = json.loads(line)["port"]
-        self.upstream_port = upstream_port
-        self.targets["direct"] = {"port": upstream_port, "cafile": str(ca_file), "proxied": False}
-
+        ca_file = self.start_upstream()
         self._start_mitmdump("mitmdump", ca_file)
         if getattr(self.args, "stream_baseline", False):
             self._start_mitmdump(STREAM_SETUP, ca_file, "--set", "stream_large_bodies=1")
@@ -382,7 +365,30 @@ class Bench:
             "proxied": True,
         }
         for job in self.targets.values():
-            job["upstream_port"] = upstream_port
+            job["upstream_port"] = self.upstream_port
+
+    def start_upstream(self) -> Path:
+        """The fake HTTPS upstream on HOST (sets self.upstream_port and the `direct`
+        target); returns the CA file that signed its certificate."""
+        sys.path.insert(0, str(ROOT))
+        from tests.fakes.certs import issue_leaf, make_ca
+
+        ca = make_ca("agentlog bench CA")
+        ca_file = ca.write(self.tmp, "upstream-ca.pem")
+        cert, key = issue_leaf(ca, ["127.0.0.1", "localhost"]).write(self.tmp, "upstream")
+        out = (self.tmp / "upstream.out").open("w+")
+        up = self._spawn(
+            "upstream",
+            [sys.executable, "-m", "tests.fakes.upstream", "--cert", str(cert), "--key", str(key)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        line = _wait_file_text(self.tmp / "upstream.out", '"port"', up, 20)
+        upstream_port = json.loads(line)["port"]
+        self.upstream_port = upstream_port
+        self.targets["direct"] = {"port": upstream_port, "cafile": str(ca_file), "proxied": False}
+        return ca_file
 
     def _start_mitmdump(self, name: str, ca_file: Path, *extra: str) -> None:
         port = _free_port()
