@@ -280,3 +280,18 @@ def test_fingerprint_tags_the_same_secret_alike(tmp_path, upstream, upstream_ca)
     assert all(re.fullmatch(r"\[REDACTED:[0-9a-f]{12}\]", tag) for tag in tags)
     assert tags[0] == tags[1] != tags[2]
     assert b"key-number" not in (proxy.logs / "requests.jsonl").read_bytes()
+
+
+def test_ipv6_listener(tmp_path, upstream, upstream_ca):
+    from tests.conftest import proxy_args
+    from tests.harness import start_proxy
+
+    proxy = start_proxy(tmp_path / "logs", *proxy_args(upstream, upstream_ca[1]), listen="[::1]:0")
+    try:
+        assert proxy.url.startswith("http://[::1]:")
+        assert curl(proxy, f"https://{UPSTREAM}/hello").stdout == b"hello"
+        proxy.wait_for(closed("response"))
+        request, _ = proxy.exchange("/hello")
+        assert request["client"].startswith("[::1]:")
+    finally:
+        proxy.stop()

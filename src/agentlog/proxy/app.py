@@ -43,7 +43,7 @@ class StartupError(Exception):
 
 def _mode(kind: str, addr: tuple[str, int]) -> str:
     host, port = addr
-    return f"{kind}@{f'[{host}]' if ':' in host else host}:{port}"
+    return f"{kind}@{host}:{port}"  # mitmproxy splits at the last colon: no brackets for IPv6
 
 
 def mitmproxy_addons() -> list:
