@@ -122,6 +122,9 @@ def test_ls_show_tail(proxy):
     assert merged["method"] == "POST" and merged["response"]["status"] == 200
     assert merged["request_body"] and merged["response"]["response_body"]
     assert agentlog("show", "ZZZZ", "--logs", logs).returncode == 1
+    with_bodies = json.loads(agentlog("show", echo["id"], "--bodies", "--logs", logs).stdout)
+    assert with_bodies["request_body_text"] == "x=1"
+    assert json.loads(with_bodies["response"]["response_body_text"])["body"] == "x=1"
 
     follower = subprocess.Popen(
         [sys.executable, "-m", "agentlog", "tail", "-n", "0", "--logs", logs],
@@ -153,3 +156,11 @@ def test_terminal_output_escapes_agent_controlled_text():
     line = summary(hostile)
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line)
     assert "\\x1b]0;pwned\\x07" in line
+
+
+def test_show_reads_only_well_formed_body_refs(tmp_path):
+    from agentlog.commands.show import body_text
+
+    (tmp_path / "secret").write_text("not a body")
+    for ref in ("../secret", "/etc/passwd", "bodies/ab/../../secret", "bodies/00/" + "1" * 64):
+        assert body_text(tmp_path / "logs", ref) is None

@@ -2,22 +2,52 @@
 
 import argparse
 import json
+import re
+from pathlib import Path
 
 from agentlog.commands.errors import CommandError, existing_journal
 from agentlog.journal.reader import events, exchanges, find
 from agentlog.logsdir import LogsDir
 
+# Body references are written by the proxy, but the journal is read here as
+# data: only a well-formed bodies/xx/<sha256> is ever opened.
+_BODY_REF = re.compile(r"bodies/([0-9a-f]{2})/\1[0-9a-f]{62}")
+
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("show", parents=[parent], help="show one request and its response")
     p.add_argument("id", help="the request id (a unique prefix is enough)")
+    p.add_argument(
+        "--bodies", action="store_true", help="include the stored (redacted) bodies as text"
+    )
     p.set_defaults(run=run)
 
 
+def body_text(root: Path, ref: object) -> str | None:
+    if not isinstance(ref, str) or not _BODY_REF.fullmatch(ref):
+        return None
+    try:
+        return (root / ref).read_bytes().decode("utf-8", "backslashreplace")
+    except OSError:
+        return None
+
+
+def with_bodies(root: Path, exchange: dict) -> dict:
+    shown = dict(exchange)
+    shown["request_body_text"] = body_text(root, exchange.get("request_body"))
+    if "response" in exchange:
+        response = dict(exchange["response"])
+        response["response_body_text"] = body_text(root, response.get("response_body"))
+        shown["response"] = response
+    return shown
+
+
 def run(args: argparse.Namespace) -> int:
-    found = find(exchanges(events(existing_journal(LogsDir(args.logs)))), args.id)
+    logs = LogsDir(args.logs)
+    found = find(exchanges(events(existing_journal(logs))), args.id)
     if len(found) != 1:
         what = "no request" if not found else f"{len(found)} requests"
         raise CommandError(f"{what} with id {args.id!r}", status=1)
-    print(json.dumps(found[0], indent=2, ensure_ascii=False))
+    exchange = with_bodies(logs.root, found[0]) if args.bodies else found[0]
+    print(json.dumps(exchange, indent=2, ensure_ascii=False))
     return 0

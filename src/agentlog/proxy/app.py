@@ -100,6 +100,11 @@ def _capture(
 
 async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     ca.ensure_ca(logs)
+    print(
+        f"agentlog proxy: CA {logs.ca_cert} SHA-256 {ca.fingerprint(logs.ca_cert)}",
+        file=sys.stderr,
+        flush=True,
+    )
     journal_key = read_or_create_key(config.journal_key or logs.journal_key)
     redactor = Redactor(journal_key if config.fingerprint else None)
     session = config.session or new_id()
