@@ -16,7 +16,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import BLOCKED, DOWN, PLAIN, RESET, UPSTREAM, prefer_h2_context
-from tests.harness import RunningProxy, verify
+from tests.harness import RunningProxy, agentlog, verify
 
 pytestmark = pytest.mark.timeout(60)
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -295,3 +295,33 @@ def test_ipv6_listener(tmp_path, upstream, upstream_ca):
         assert request["client"].startswith("[::1]:")
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_large_upload_streams_and_is_accounted_for(proxy, tmp_path, version):
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(b"u" * (3 * 1024 * 1024))
+    got = curl(proxy, f"https://{UPSTREAM}/echo?up=1", version, "--data-binary", f"@{upload}")
+    assert json.loads(got.stdout)["body_len"] == 3 * 1024 * 1024  # all of it went through
+    chunked = curl(
+        proxy,
+        f"https://{UPSTREAM}/echo?up=2",
+        "--http1.1",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "small chunked body",
+    )
+    assert json.loads(chunked.stdout)["body"] == "small chunked body"
+    proxy.wait_for(lambda es: sum(e["event"] == "response" for e in es) == 2)
+
+    request, response = proxy.exchange("/echo?up=1")
+    assert request["request_bytes"] is None  # written ahead, before the body was seen
+    assert response["request_bytes"] == 3 * 1024 * 1024
+    assert response["request_body_truncated"] is True
+    assert (proxy.logs / response["request_body"]).stat().st_size == 1024 * 1024
+    merged = json.loads(agentlog("show", request["id"], "--logs", proxy.logs).stdout)
+    assert merged["request_bytes"] == 3 * 1024 * 1024  # show lifts it into the request
+    _, chunked_response = proxy.exchange("/echo?up=2")
+    assert chunked_response["request_bytes"] == len("small chunked body")
+    assert chunked_response["request_body_truncated"] is False
