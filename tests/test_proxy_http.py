@@ -325,3 +325,26 @@ def test_large_upload_streams_and_is_accounted_for(proxy, tmp_path, version):
     _, chunked_response = proxy.exchange("/echo?up=2")
     assert chunked_response["request_bytes"] == len("small chunked body")
     assert chunked_response["request_body_truncated"] is False
+
+
+def test_compressed_bodies_are_stored_decoded_and_redacted(proxy, tmp_path):
+    import gzip
+
+    secret = "sk-ant-api03-" + "Q" * 40
+    packed = tmp_path / "body.gz"
+    packed.write_bytes(gzip.compress(json.dumps({"note": f"key {secret}"}).encode()))
+    got = curl(
+        proxy,
+        f"https://{UPSTREAM}/echo?gz=1",
+        "-H",
+        "Content-Encoding: gzip",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        f"@{packed}",
+    )
+    assert json.loads(got.stdout)["body_len"] == packed.stat().st_size
+    proxy.wait_for(closed("response"))
+    request, _ = proxy.exchange("/echo?gz=1")
+    stored = (proxy.logs / request["request_body"]).read_bytes()
+    assert json.loads(stored) == {"note": "key [REDACTED]"}
