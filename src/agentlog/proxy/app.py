@@ -1,10 +1,11 @@
 """Run mitmproxy with agentlog's addons (the `agentlog proxy` command's engine).
 
-Import this module only after the key log is set up (cli.run_proxy): mitmproxy reads
+Import this module only after commands.proxy.prepare_keylog(): mitmproxy reads
 MITMPROXY_SSLKEYLOGFILE once, when it is first imported.
 """
 
 import asyncio
+import hmac
 import signal
 import ssl
 import sys
@@ -100,18 +101,17 @@ def _capture(
 
 async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     ca.ensure_ca(logs)
-    print(
-        f"agentlog proxy: CA {logs.ca_cert} SHA-256 {ca.fingerprint(logs.ca_cert)}",
-        file=sys.stderr,
-        flush=True,
-    )
     journal_key = read_or_create_key(config.journal_key or logs.journal_key)
-    redactor = Redactor(journal_key if config.fingerprint else None)
+    # Fingerprints use a key of their own, derived from the journal key.
+    fingerprint_key = hmac.digest(journal_key, b"agentlog redaction fingerprint", "sha256")
+    redactor = Redactor(fingerprint_key if config.fingerprint else None)
     session = config.session or new_id()
     writer = JournalWriter(logs, journal_key, redactor)
     writer.start()
     capture = _capture(config, logs, writer, session)
-    lifecycle = Lifecycle(writer, session)
+    lifecycle = Lifecycle(
+        writer, session, f"CA {logs.ca_cert} SHA-256 {ca.fingerprint(logs.ca_cert)}"
+    )
     try:
         if capture is not None:  # before listening: never run half-blind
             try:
@@ -121,9 +121,13 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
         opts = options.Options()
         proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
         proxy.addons.add(*mitmproxy_addons())
-        recorder = Recorder(writer, redactor, session, config.body_cap)
-        if capture is not None:
-            recorder.pcap_file = capture.file_for
+        recorder = Recorder(
+            writer,
+            redactor,
+            session,
+            config.body_cap,
+            pcap_file=capture.file_for if capture else None,
+        )
         proxy.addons.add(
             Pipeline(
                 DialByName(), PolicyGate(config.policy), Router(config.routes), recorder, lifecycle

@@ -22,9 +22,12 @@ def _format(addr: tuple) -> str:
 
 
 class Lifecycle:
-    def __init__(self, writer: JournalWriter, session: str, head_every: float = 60.0) -> None:
+    def __init__(
+        self, writer: JournalWriter, session: str, ca_line: str, head_every: float = 60.0
+    ) -> None:
         self.writer = writer
         self.session = session
+        self.ca_line = ca_line
         self.head_every = head_every
         self.failure: str | None = None
         self.serving = False
@@ -63,6 +66,7 @@ class Lifecycle:
         )
         self.serving = True
         self._say(f"listening on {listening}")
+        self._say(self.ca_line)
         self._say_head()
         self._ticker = asyncio.create_task(self._tick())
 

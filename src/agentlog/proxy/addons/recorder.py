@@ -88,7 +88,7 @@ class Recorder:
         redactor: Redactor,
         session: str,
         body_cap: int,
-        pcap_file: Callable[[str | None, float], str | None] = lambda client, ts: None,
+        pcap_file: Callable[[str | None, float], str | None] | None = None,
     ) -> None:
         self.writer = writer
         self.redactor = redactor
@@ -161,7 +161,9 @@ class Recorder:
             decision=decision,
             request_bytes=body_size,
             request_body_truncated=body_size is not None and body_size > self.body_cap,
-            pcap_file=self.pcap_file(client, flow.client_conn.timestamp_start),
+            pcap_file=self.pcap_file(client, flow.client_conn.timestamp_start)
+            if self.pcap_file
+            else None,
             redactor=self.redactor,
         )
         state.request_recorded = True
