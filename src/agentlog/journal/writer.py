@@ -64,6 +64,7 @@ class JournalWriter:
             raise LogsDirError(f"another agentlog proxy is writing {logs.journal}") from None
         self.torn_bytes = self._recover_torn_tail()
         self._last_line, self.seq = self._read_head()
+        self._size = os.fstat(self._fd).st_size  # ours alone: we hold the flock
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
 
     # -- startup ----------------------------------------------------------
@@ -160,7 +161,13 @@ class JournalWriter:
                 self._wake.get(timeout=FLUSH_EVERY)
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(_BATCH, len(self._pending)))]
-                self._settle(self._write(batch))
+                try:
+                    outcomes = self._write(batch)
+                except Exception as e:  # never let the writer die: refuse, say so, go on
+                    print(f"agentlog proxy: journal writer error: {e!r}", file=sys.stderr)
+                    error = JournalError(f"journal writer error: {type(e).__name__}")
+                    outcomes = [(entry, error) for entry in batch]
+                self._settle(outcomes)
             if self._stopping:
                 return
 
@@ -198,7 +205,6 @@ class JournalWriter:
             lines.append(line)
             outcomes.append((entry, seq))
         data = b"".join(lines)
-        size = os.fstat(self._fd).st_size
         try:
             written = 0
             while written < len(data):
@@ -206,11 +212,12 @@ class JournalWriter:
         except OSError as e:
             # Leave no half line behind: the chain must stay whole.
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, size)
+                os.ftruncate(self._fd, self._size)
             error = JournalError(f"journal write failed: {e.strerror or e}")
             print(f"agentlog proxy: {error}; {len(lines)} event(s) refused", file=sys.stderr)
             return [(entry, error) for entry, _ in outcomes]
         self.seq, self._last_line = seq, last
+        self._size += len(data)
         return outcomes
 
 
