@@ -159,8 +159,38 @@ def test_terminal_output_escapes_agent_controlled_text():
 
 
 def test_show_reads_only_well_formed_body_refs(tmp_path):
-    from agentlog.commands.show import body_text
+    from agentlog.journal.reader import read_body
 
     (tmp_path / "secret").write_text("not a body")
     for ref in ("../secret", "/etc/passwd", "bodies/ab/../../secret", "bodies/00/" + "1" * 64):
-        assert body_text(tmp_path / "logs", ref) is None
+        assert read_body(tmp_path / "logs", ref) is None
+
+
+def test_export_har(proxy, tmp_path):
+    curl(
+        proxy,
+        f"https://{UPSTREAM}/echo?q=1",
+        "-H",
+        "Authorization: Bearer sekrit-token-1",
+        "-d",
+        "x=1",
+    )
+    curl(proxy, f"https://{UPSTREAM}/bytes?n=100000", "-o", "/dev/null")
+    curl(proxy, "https://blocked.test/nope")
+    proxy.wait_for(lambda es: sum(e["event"] in ("response", "blocked") for e in es) == 3)
+    out = tmp_path / "all.har"
+    result = agentlog("export", "--har", "--logs", proxy.logs, "-o", out)
+    assert result.returncode == 0, result.stderr
+    har = json.loads(out.read_text())
+    entries = har["log"]["entries"]
+    assert har["log"]["version"] == "1.2" and len(entries) == 3
+    echo, download, blocked = entries
+    assert echo["request"]["url"] == f"https://{UPSTREAM}/echo?q=1"
+    assert echo["request"]["queryString"] == [{"name": "q", "value": "1"}]
+    assert echo["request"]["postData"]["text"] == "x=1"
+    assert {"name": "authorization", "value": "[REDACTED]"} in echo["request"]["headers"]
+    assert json.loads(echo["response"]["content"]["text"])["body"] == "x=1"
+    assert download["response"]["content"]["size"] == 100000
+    assert download["response"]["content"]["encoding"] == "base64"
+    assert blocked["response"]["status"] == 0 and "allowlist" in blocked["response"]["statusText"]
+    assert "sekrit-token-1" not in out.read_text()

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from agentlog import __version__
-from agentlog.commands import ca, ls, pcap, proxy, show, tail, verify
+from agentlog.commands import ca, export, ls, pcap, proxy, show, tail, verify
 from agentlog.commands.errors import CommandError
 
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="agentlog", description="Record what an AI coding agent sends.")
     parser.add_argument("--version", action="version", version=f"agentlog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (proxy, ls, show, tail, verify, pcap, ca):
+    for command in (proxy, ls, show, tail, verify, export, pcap, ca):
         command.add_parser(sub, common)
     return parser
 

@@ -2,16 +2,11 @@
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from agentlog.commands.errors import CommandError, existing_journal
-from agentlog.journal.reader import events, exchanges, find
+from agentlog.journal.reader import events, exchanges, find, read_body
 from agentlog.logsdir import LogsDir
-
-# Body references are written by the proxy, but the journal is read here as
-# data: only a well-formed bodies/xx/<sha256> is ever opened.
-_BODY_REF = re.compile(r"bodies/([0-9a-f]{2})/\1[0-9a-f]{62}")
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -24,12 +19,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 
 def body_text(root: Path, ref: object) -> str | None:
-    if not isinstance(ref, str) or not _BODY_REF.fullmatch(ref):
-        return None
-    try:
-        return (root / ref).read_bytes().decode("utf-8", "backslashreplace")
-    except OSError:
-        return None
+    raw = read_body(root, ref)
+    return None if raw is None else raw.decode("utf-8", "backslashreplace")
 
 
 def with_bodies(root: Path, exchange: dict) -> dict:

@@ -1,8 +1,13 @@
 """Reading the journal: events, and exchanges (all events of one id, merged)."""
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+# Body references are written by the proxy, but the journal is read here as
+# data: only a well-formed bodies/xx/<sha256> is ever opened.
+_BODY_REF = re.compile(r"bodies/([0-9a-f]{2})/\1[0-9a-f]{62}")
 
 # Events that close an exchange; their fields are merged under their own name.
 CLOSING_EVENTS = ("response", "error", "blocked", "websocket")
@@ -50,3 +55,13 @@ def find(merged: dict[str, dict], prefix: str) -> list[dict]:
     """Exchanges whose id starts with `prefix` (ids are case-insensitive)."""
     prefix = prefix.upper()
     return [x for id, x in merged.items() if id.upper().startswith(prefix)]
+
+
+def read_body(root: Path, ref: object) -> bytes | None:
+    """The stored body a record refers to, or None (no body, a bad ref, a missing file)."""
+    if not isinstance(ref, str) or not _BODY_REF.fullmatch(ref):
+        return None
+    try:
+        return (root / ref).read_bytes()
+    except OSError:
+        return None
