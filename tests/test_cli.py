@@ -111,6 +111,10 @@ def test_ls_show_tail(proxy):
     assert "BLOCKED" in listed[0] and "/nope" in listed[0]  # newest first
     assert "200" in listed[2] and "/hello" in listed[2]
 
+    only = agentlog("ls", "--domain", "*.TEST", "-n", "1", "--logs", logs).stdout.splitlines()
+    assert len(only) == 1 and "/nope" in only[0]
+    assert agentlog("ls", "--domain", "api.*", "--logs", logs).stdout == ""
+
     as_json = [
         json.loads(line) for line in agentlog("ls", "--json", "--logs", logs).stdout.splitlines()
     ]

@@ -1,6 +1,7 @@
 """agentlog ls: the recorded exchanges, newest first."""
 
 import argparse
+import fnmatch
 import json
 
 from agentlog.commands.errors import existing_journal
@@ -13,12 +14,21 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p = sub.add_parser("ls", parents=[parent], help="list recorded requests, newest first")
     p.add_argument("--json", action="store_true", help="one merged JSON exchange per line")
     p.add_argument("-n", "--limit", type=int, default=None, help="show at most N")
+    p.add_argument("--domain", metavar="GLOB", help="only domains matching GLOB (*.github.com)")
+    p.add_argument("--session", help="only this session")
     p.set_defaults(run=run)
+
+
+def matches(exchange: dict, args: argparse.Namespace) -> bool:
+    if args.session and exchange.get("session") != args.session:
+        return False
+    domain = str(exchange.get("domain") or "").lower()
+    return not args.domain or fnmatch.fnmatchcase(domain, args.domain.lower())
 
 
 def run(args: argparse.Namespace) -> int:
     journal = existing_journal(LogsDir(args.logs))
-    listed = list(reversed(exchanges(events(journal)).values()))[: args.limit]
-    for exchange in listed:
+    chosen = [x for x in exchanges(events(journal)).values() if matches(x, args)]
+    for exchange in list(reversed(chosen))[: args.limit]:
         print(json.dumps(exchange, ensure_ascii=False) if args.json else summary(exchange))
     return 0
