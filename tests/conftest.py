@@ -66,11 +66,26 @@ def proxy_args(upstream: FakeUpstream, ca_file: Path) -> list[str]:
     return args
 
 
+def assert_every_request_closed_once(events: list[dict]) -> None:
+    """Each request event is unique and followed by exactly one outcome."""
+    requests = [e for e in events if e["event"] == "request"]
+    assert len({e["id"] for e in requests}) == len(requests), "a request recorded twice"
+    for request in requests:
+        outcomes = [
+            e
+            for e in events
+            if e["id"] == request["id"] and e["event"] in ("response", "error", "blocked")
+        ]
+        assert len(outcomes) == 1, f"{request['path']}: outcomes {outcomes}"
+        assert outcomes[0]["seq"] > request["seq"]
+
+
 @pytest.fixture
 def proxy(tmp_path, upstream, upstream_ca) -> Iterator[RunningProxy]:
     running = start_proxy(tmp_path / "logs", *proxy_args(upstream, upstream_ca[1]))
     yield running
-    running.stop()
+    assert running.stop() == 0
+    assert_every_request_closed_once(running.events())
 
 
 class PreferH2(ssl.SSLContext):

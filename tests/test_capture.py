@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PLAIN, UPSTREAM, proxy_args
+from tests.conftest import PLAIN, UPSTREAM, assert_every_request_closed_once, proxy_args
 from tests.harness import RunningProxy, agentlog, start_proxy
 from tests.netns import AgentNamespace, can_make_namespaces
 
@@ -71,8 +71,11 @@ class Captured:
         return self.ns, self.proxy
 
     def __exit__(self, *exc: object) -> None:
-        self.proxy.stop()
-        self.ns.__exit__()
+        try:
+            assert self.proxy.stop() == 0
+            assert_every_request_closed_once(self.proxy.events())
+        finally:
+            self.ns.__exit__()
 
 
 def test_records_name_their_capture_and_keys_log_decrypts_them(tmp_path, upstream, upstream_ca):

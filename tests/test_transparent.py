@@ -11,7 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import PLAIN, UPSTREAM, free_port, proxy_args
+from tests.conftest import (
+    PLAIN,
+    UPSTREAM,
+    assert_every_request_closed_once,
+    free_port,
+    proxy_args,
+)
 from tests.harness import RunningProxy, start_proxy
 from tests.netns import AgentNamespace, can_make_namespaces
 
@@ -49,7 +55,8 @@ def redirected(tmp_path, upstream, upstream_ca) -> Iterator[tuple[AgentNamespace
             str(port),
         )
         yield ns, proxy
-        proxy.stop()
+        assert proxy.stop() == 0
+        assert_every_request_closed_once(proxy.events())
 
 
 def agent_curl(ns: AgentNamespace, *args: str) -> bytes:
