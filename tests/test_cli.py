@@ -198,3 +198,20 @@ def test_export_har(proxy, tmp_path):
     assert download["response"]["content"]["encoding"] == "base64"
     assert blocked["response"]["status"] == 0 and "allowlist" in blocked["response"]["statusText"]
     assert "sekrit-token-1" not in out.read_text()
+
+
+def test_journal_key_kept_outside_the_logs_dir(tmp_path, upstream, upstream_ca):
+    from tests.conftest import proxy_args
+    from tests.harness import start_proxy
+
+    key = tmp_path / "elsewhere" / "journal.key"
+    key.parent.mkdir()
+    env_proxy = start_proxy(
+        tmp_path / "logs", *proxy_args(upstream, upstream_ca[1]), "--journal-key", str(key)
+    )
+    curl(env_proxy, f"https://{UPSTREAM}/hello")
+    assert env_proxy.stop() == 0
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "logs" / "journal.key").exists()
+    assert agentlog("verify", "--logs", tmp_path / "logs", "--journal-key", key).returncode == 0
+    assert agentlog("verify", "--logs", tmp_path / "logs").returncode == 2  # no key: no verdict
