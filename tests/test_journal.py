@@ -97,6 +97,7 @@ def test_torn_last_line_is_reported_then_recovered_on_restart(tmp_path):
     write_events(tmp_path, 2)  # a restarted writer moves the torn bytes aside
     assert verify(logs).returncode == 0
     assert b'"id":"half' in logs.torn.read_bytes()
+    assert oct(logs.torn.stat().st_mode & 0o777) == "0o640"
     assert json.loads(logs.journal.read_bytes().splitlines()[-1])["seq"] == 6
 
 

@@ -78,7 +78,8 @@ class JournalWriter:
         if tail_start == size:
             return 0
         torn = os.pread(self._fd, size - tail_start, tail_start)
-        with open(self._logs.torn, "ab") as f:
+        fd = os.open(self._logs.torn, os.O_WRONLY | os.O_APPEND | os.O_CREAT, JOURNAL_MODE)
+        with os.fdopen(fd, "ab") as f:
             f.write(torn + b"\n")
         os.ftruncate(self._fd, tail_start)
         return len(torn)
