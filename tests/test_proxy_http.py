@@ -348,3 +348,27 @@ def test_compressed_bodies_are_stored_decoded_and_redacted(proxy, tmp_path):
     request, _ = proxy.exchange("/echo?gz=1")
     stored = (proxy.logs / request["request_body"]).read_bytes()
     assert json.loads(stored) == {"note": "key [REDACTED]"}
+
+
+def test_http2_body_without_length_streams_whatever_the_method(proxy, tmp_path):
+    upload = tmp_path / "body.bin"
+    upload.write_bytes(b"g" * (2 * 1024 * 1024))
+    got = curl(
+        proxy,
+        f"https://{UPSTREAM}/echo?h2get=1",
+        "--http2",
+        "-X",
+        "GET",
+        "-H",
+        "Content-Length:",
+        "--data-binary",
+        f"@{upload}",
+    )
+    assert json.loads(got.stdout)["body_len"] == 2 * 1024 * 1024
+    assert curl(proxy, f"https://{UPSTREAM}/hello?h2get=2", "--http2").stdout == b"hello"
+    proxy.wait_for(lambda es: sum(e["event"] == "response" for e in es) == 2)
+    request, response = proxy.exchange("/echo?h2get=1")
+    assert "content-length" not in request["headers"] and request["http_version"] == "HTTP/2.0"
+    assert request["request_bytes"] is None and response["request_bytes"] == 2 * 1024 * 1024
+    _, empty = proxy.exchange("/hello?h2get=2")
+    assert empty["request_bytes"] == 0 and empty["request_body"] is None

@@ -27,7 +27,6 @@ STATE = "agentlog.state"
 # A response body of known length up to this size is forwarded whole: it is in
 # flight in a few packets anyway. Anything else (SSE, chunked, downloads) streams.
 FORWARD_WHOLE_UP_TO = 64 * 1024
-_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
 
 @dataclass(slots=True)
@@ -72,13 +71,17 @@ def _ms(start: float | None, end: float | None) -> float | None:
 
 
 def holds_request_body(request: http.Request, cap: int) -> bool:
-    """True when the body may be held until complete: known to fit the cap, or absent."""
+    """True when the body may be held until complete: known to fit the cap, or absent.
+
+    An HTTP/1 request without Content-Length or chunked encoding has no body. An
+    HTTP/2 one may still carry one of any size, so it streams, even a GET: its
+    size then arrives with the closing event."""
     length = request.headers.get("content-length")
     if length is not None:
         return length.isdigit() and int(length) <= cap
     if "chunked" in request.headers.get("transfer-encoding", "").lower():
         return False
-    return request.http_version.startswith("HTTP/1") or request.method in _BODYLESS_METHODS
+    return request.http_version.startswith("HTTP/1")
 
 
 class Recorder:
