@@ -606,21 +606,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--seconds",
-        type=float,
-        default=10.0,
-        help="load time per setup, split over the rounds (default 10)",
-    )
-    p.add_argument("--rounds", type=int, default=3, help="rounds, setups alternating (default 3)")
-    p.add_argument("--conns", type=int, default=8, help="keep-alive connections (default 8)")
-    p.add_argument(
-        "--warmup", type=float, default=0.5, help="unmeasured seconds before each load (0.5)"
-    )
+    p = bp.load_parser(__doc__)
     p.add_argument(
         "--burst-conns", type=int, default=32, help="connections of the burst (default 32)"
     )

@@ -659,9 +659,10 @@ def report(result: dict, args: argparse.Namespace) -> None:
     print(f"agentlog journal lines written: {result['agentlog_journal_lines']}")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def load_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every load benchmark here shares."""
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
+        description=doc.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -678,6 +679,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=0.5,
         help="unmeasured seconds before each load phase (default 0.5)",
     )
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = load_parser(__doc__)
     p.add_argument(
         "--serial-seconds",
         type=float,

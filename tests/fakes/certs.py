@@ -55,7 +55,7 @@ def _builder(
 
 
 @dataclass(frozen=True)
-class CA:
+class _KeyPair:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
 
@@ -67,6 +67,9 @@ class CA:
     def key_pem(self) -> bytes:
         return _key_pem(self.key)
 
+
+@dataclass(frozen=True)
+class CA(_KeyPair):
     def write(self, directory: Path, filename: str = "ca.pem") -> Path:
         """Write the PEM certificate (not the key) to ``directory/filename``."""
         path = Path(directory) / filename
@@ -75,18 +78,7 @@ class CA:
 
 
 @dataclass(frozen=True)
-class Leaf:
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-
-    @property
-    def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    @property
-    def key_pem(self) -> bytes:
-        return _key_pem(self.key)
-
+class Leaf(_KeyPair):
     def write(self, directory: Path, stem: str) -> tuple[Path, Path]:
         """Write ``stem.pem`` (certificate) and ``stem.key`` (private key)."""
         cert_path = Path(directory) / f"{stem}.pem"
