@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agentlog import __version__
 from agentlog.commands import ca, export, ls, pcap, proxy, show, tail, verify
-from agentlog.commands.errors import CommandError
+from agentlog.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except CommandError as e:
+    except UserError as e:
         print(f"agentlog: error: {e}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:

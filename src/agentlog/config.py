@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentlog.capture.supervisor import CaptureSettings
+from agentlog.errors import ConfigError
 from agentlog.policy import Policy
 
 DEFAULT_BODY_CAP = 1024 * 1024
@@ -14,7 +15,7 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.strip().rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"bad {what} {text!r}: expected HOST:PORT")
+        raise ConfigError(f"bad {what} {text!r}: expected HOST:PORT")
     return host, int(port)
 
 
@@ -22,7 +23,7 @@ def parse_route(text: str) -> tuple[str, tuple[str, int]]:
     """`HOST=ADDR:PORT` -> (host, (addr, port))."""
     host, sep, target = text.partition("=")
     if not sep or not host.strip():
-        raise ValueError(f"bad --route {text!r}: expected HOST=ADDR:PORT")
+        raise ConfigError(f"bad --route {text!r}: expected HOST=ADDR:PORT")
     return host.strip().lower(), parse_hostport(target, "--route target")
 
 
@@ -43,7 +44,7 @@ def parse_size(text: str) -> int:
     spec = text.strip().lower()
     digits = spec.rstrip("kmgib")
     if not digits.isdigit() or spec[len(digits) :] not in units:
-        raise ValueError(f"bad size {text!r}: expected a number of bytes like 1048576 or 1M")
+        raise ConfigError(f"bad size {text!r}: expected a number of bytes like 1048576 or 1M")
     return int(digits) * units[spec[len(digits) :]]
 
 
@@ -55,9 +56,9 @@ def parse_duration(text: str) -> float:
     try:
         seconds = float(number) * units[spec[len(number) :]]
     except (ValueError, KeyError):
-        raise ValueError(f"bad duration {text!r}: expected seconds like 3600, 30m or 1h") from None
+        raise ConfigError(f"bad duration {text!r}: expected seconds like 3600, 30m or 1h") from None
     if seconds <= 0:
-        raise ValueError(f"bad duration {text!r}: must be positive")
+        raise ConfigError(f"bad duration {text!r}: must be positive")
     return seconds
 
 

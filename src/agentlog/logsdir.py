@@ -4,12 +4,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentlog.errors import UserError
+
 JOURNAL_MODE = 0o640
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 
 
-class LogsDirError(Exception):
+class LogsDirError(UserError):
     """The logs directory cannot be used; the message is one line for the user."""
 
 
@@ -48,6 +50,12 @@ class LogsDir:
     @property
     def mitmproxy_confdir(self) -> Path:
         return self.root / ".mitmproxy"
+
+    def existing_journal(self) -> Path:
+        """The journal, for commands that read it; a clear error when there is none."""
+        if not self.journal.exists():
+            raise UserError(f"no journal at {self.journal}")
+        return self.journal
 
     def prepare(self) -> None:
         """Create the directory tree, or say in one line why it can't be used."""

@@ -9,6 +9,8 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
+from agentlog.errors import ConfigError
+
 _HOST_GLOB = re.compile(r"[a-z0-9*?_.\-]+|\[[0-9a-f:.*?]+\]")
 
 
@@ -27,18 +29,18 @@ class Rule:
             host, rest = spec[: end + 1], spec[end + 1 :]
             if rest:
                 if not rest.startswith(":"):
-                    raise ValueError(f"bad --{kind} pattern {text!r}")
+                    raise ConfigError(f"bad --{kind} pattern {text!r}")
                 port = rest[1:]
         elif spec.count(":") == 1:
             host, port = spec.split(":")
         if not host or not _HOST_GLOB.fullmatch(host) or host.startswith("[") != host.endswith("]"):
-            raise ValueError(f"bad --{kind} pattern {text!r}: expected HOST or HOST:PORT")
+            raise ConfigError(f"bad --{kind} pattern {text!r}: expected HOST or HOST:PORT")
         if port in (None, "*"):
             number = None
         elif port.isdigit() and 0 < int(port) < 65536:
             number = int(port)
         else:
-            raise ValueError(f"bad --{kind} pattern {text!r}: port must be 1-65535 or *")
+            raise ConfigError(f"bad --{kind} pattern {text!r}: port must be 1-65535 or *")
         return cls(kind, host.strip("[]"), number)
 
     def matches(self, host: str, port: int) -> bool:

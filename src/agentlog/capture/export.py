@@ -14,14 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentlog.errors import UserError
 from agentlog.logsdir import LogsDir
 
 _FILE_ORDER = re.compile(r"capture_(\d{8}_\d{6})(?:_(\d+))?\.pcap$")
 _TOOLS = ("tcpdump", "mergecap", "editcap", "tshark")
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """The export cannot be made; the message is one line for the user."""
+
+    status = 1
 
 
 @dataclass(frozen=True)

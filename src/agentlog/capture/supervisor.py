@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agentlog.errors import UserError
 from agentlog.logsdir import LogsDir
 from agentlog.timefmt import rfc3339
 
@@ -31,7 +32,7 @@ def _batch_scheduling() -> None:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
-class CaptureError(Exception):
+class CaptureError(UserError):
     """Capture cannot run; the message is one line for the user."""
 
 

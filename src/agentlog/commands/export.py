@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from agentlog import __version__
-from agentlog.commands.errors import CommandError, existing_journal
+from agentlog.errors import NotFound
 from agentlog.journal.reader import events, exchanges, read_body
 from agentlog.logsdir import LogsDir
 
@@ -97,12 +97,12 @@ def run(args: argparse.Namespace) -> int:
     logs = LogsDir(args.logs)
     chosen = [
         x
-        for x in exchanges(events(existing_journal(logs))).values()
+        for x in exchanges(events(logs.existing_journal())).values()
         if x.get("event") == "request"
         and (args.session is None or x.get("session") == args.session)
     ]
     if not chosen:
-        raise CommandError("no recorded requests to export", status=1)
+        raise NotFound("no recorded requests to export")
     har = {
         "log": {
             "version": "1.2",

@@ -4,7 +4,6 @@ import argparse
 import fnmatch
 import json
 
-from agentlog.commands.errors import existing_journal
 from agentlog.commands.text import summary
 from agentlog.journal.reader import events, exchanges
 from agentlog.logsdir import LogsDir
@@ -27,7 +26,7 @@ def matches(exchange: dict, args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    journal = existing_journal(LogsDir(args.logs))
+    journal = LogsDir(args.logs).existing_journal()
     chosen = [x for x in exchanges(events(journal)).values() if matches(x, args)]
     for exchange in list(reversed(chosen))[: args.limit]:
         print(json.dumps(exchange, ensure_ascii=False) if args.json else summary(exchange))

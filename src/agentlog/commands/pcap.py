@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from agentlog.capture.export import ExportError, export
-from agentlog.commands.errors import CommandError, existing_journal
+from agentlog.capture.export import export
+from agentlog.errors import NotFound, UserError
 from agentlog.journal.reader import events, exchanges, find
 from agentlog.logsdir import LogsDir
 
@@ -21,9 +21,9 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 def run(args: argparse.Namespace) -> int:
     if (args.id is None) == (args.session is None):
-        raise CommandError("give a request ID or --session S")
+        raise UserError("give a request ID or --session S")
     logs = LogsDir(args.logs)
-    merged = exchanges(events(existing_journal(logs)))
+    merged = exchanges(events(logs.existing_journal()))
     if args.id is not None:
         chosen = find(merged, args.id)
         what = f"id {args.id!r}"
@@ -36,11 +36,8 @@ def run(args: argparse.Namespace) -> int:
         what = f"session {args.session!r}"
     if len(chosen) == 0 or (args.id is not None and len(chosen) > 1):
         count = "no request" if not chosen else f"{len(chosen)} requests"
-        raise CommandError(f"{count} with {what}", status=1)
-    try:
-        connections = export(logs, chosen, args.output)
-    except ExportError as e:
-        raise CommandError(str(e), status=1) from e
+        raise NotFound(f"{count} with {what}")
+    connections = export(logs, chosen, args.output)
     print(
         f"{args.output}: {len(chosen)} request(s), {connections} connection(s), "
         "TLS secrets embedded"

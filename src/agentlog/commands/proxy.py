@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 from agentlog.capture.supervisor import CaptureSettings
-from agentlog.commands.errors import CommandError
 from agentlog.config import (
     ProxyConfig,
     parse_duration,
@@ -15,7 +14,8 @@ from agentlog.config import (
     parse_route,
     parse_size,
 )
-from agentlog.logsdir import LogsDir, LogsDirError
+from agentlog.errors import ConfigError
+from agentlog.logsdir import LogsDir
 from agentlog.policy import Policy
 
 
@@ -133,7 +133,7 @@ def _check_free(addr: tuple[str, int], what: str) -> None:
         try:
             s.bind(addr)
         except OSError as e:
-            raise ValueError(f"cannot listen on {addr[0]}:{addr[1]} ({what}): {e.strerror}") from e
+            raise ConfigError(f"cannot listen on {addr[0]}:{addr[1]} ({what}): {e.strerror}") from e
 
 
 def prepare_keylog(logs: LogsDir) -> None:
@@ -145,22 +145,16 @@ def prepare_keylog(logs: LogsDir) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = config_from(args)
-        _check_free(config.listen, "--listen")
-        if config.transparent:
-            _check_free(config.transparent, "--transparent")
-        if config.upstream_ca is not None and not config.upstream_ca.is_file():
-            raise ValueError(f"--upstream-ca {config.upstream_ca} is not a readable file")
-        logs = LogsDir(config.logs)
-        logs.prepare()
-        prepare_keylog(logs)
-    except (ValueError, LogsDirError) as e:
-        raise CommandError(str(e)) from e
-    from agentlog.proxy.app import StartupError, serve
+    config = config_from(args)
+    _check_free(config.listen, "--listen")
+    if config.transparent:
+        _check_free(config.transparent, "--transparent")
+    if config.upstream_ca is not None and not config.upstream_ca.is_file():
+        raise ConfigError(f"--upstream-ca {config.upstream_ca} is not a readable file")
+    logs = LogsDir(config.logs)
+    logs.prepare()
+    prepare_keylog(logs)
+    from agentlog.proxy.app import serve
 
-    try:
-        asyncio.run(serve(config, logs))
-    except (StartupError, LogsDirError) as e:
-        raise CommandError(str(e)) from e
+    asyncio.run(serve(config, logs))
     return 0

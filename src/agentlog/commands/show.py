@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from agentlog.commands.errors import CommandError, existing_journal
+from agentlog.errors import NotFound
 from agentlog.journal.reader import events, exchanges, find, read_body
 from agentlog.logsdir import LogsDir
 
@@ -35,10 +35,10 @@ def with_bodies(root: Path, exchange: dict) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     logs = LogsDir(args.logs)
-    found = find(exchanges(events(existing_journal(logs))), args.id)
+    found = find(exchanges(events(logs.existing_journal())), args.id)
     if len(found) != 1:
         what = "no request" if not found else f"{len(found)} requests"
-        raise CommandError(f"{what} with id {args.id!r}", status=1)
+        raise NotFound(f"{what} with id {args.id!r}")
     exchange = with_bodies(logs.root, found[0]) if args.bodies else found[0]
     print(json.dumps(exchange, indent=2, ensure_ascii=False))
     return 0

@@ -4,7 +4,7 @@ import argparse
 import json
 import time
 
-from agentlog.commands.errors import CommandError
+from agentlog.errors import UserError
 from agentlog.commands.text import printable
 from agentlog.logsdir import LogsDir
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     path = LogsDir(args.logs).journal
     while not path.exists():
         if args.no_follow:
-            raise CommandError(f"no journal at {path}")
+            raise UserError(f"no journal at {path}")
         time.sleep(0.2)
     with open(path, "rb") as f:
         backlog = f.readlines()

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from agentlog.commands.errors import CommandError, existing_journal
+from agentlog.errors import UserError
 from agentlog.journal import chain
 from agentlog.journal.reader import lines
 from agentlog.logsdir import LogsDir
@@ -23,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         key = bytes.fromhex(key_path.read_text().strip())
     except (OSError, ValueError) as e:
-        raise CommandError(f"cannot read journal key {key_path}: {e}") from e
-    verdict = chain.verify(lines(existing_journal(logs)), key)
+        raise UserError(f"cannot read journal key {key_path}: {e}") from e
+    verdict = chain.verify(lines(logs.existing_journal()), key)
     if verdict.ok:
         print(f"ok: {verdict.lines} lines, chain intact")
         return 0

@@ -26,6 +26,7 @@ from mitmproxy.addons import (
 from agentlog import ca, records
 from agentlog.capture.supervisor import CaptureError, CaptureSupervisor
 from agentlog.config import ProxyConfig
+from agentlog.errors import UserError
 from agentlog.ids import new_id
 from agentlog.journal.writer import JournalWriter
 from agentlog.logsdir import LogsDir, read_or_create_key
@@ -38,7 +39,7 @@ from agentlog.proxy.addons.router import Router
 from agentlog.redact import Redactor
 
 
-class StartupError(Exception):
+class StartupError(UserError):
     """The proxy could not start; the message is one line for the user."""
 
 
