@@ -4,8 +4,8 @@ import argparse
 import json
 import time
 
-from agentlog.errors import UserError
 from agentlog.commands.text import printable
+from agentlog.errors import UserError
 from agentlog.logsdir import LogsDir
 
 
