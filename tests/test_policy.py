@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentlog.config import parse_duration, parse_hostport, parse_route, parse_size
+from agentlog.errors import ConfigError
 from agentlog.policy import Policy, Rule
 
 hosts = st.from_regex(r"[a-z][a-z0-9]{0,8}(\.[a-z][a-z0-9]{0,8}){1,3}", fullmatch=True)
@@ -40,7 +41,7 @@ def test_a_denied_host_is_never_allowed(host, port):
     "bad", ["", "bad host", "a.com:0", "a.com:http", "a.com:1:2", "[::1", "a/b"]
 )
 def test_bad_patterns_are_refused(bad):
-    with pytest.raises(ValueError, match="pattern"):
+    with pytest.raises(ConfigError, match="pattern"):
         Rule.parse("allow", bad)
 
 
@@ -57,5 +58,5 @@ def test_option_values():
         (parse_duration, "-1"),
         (parse_duration, "soon"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigError):
             parse(bad)

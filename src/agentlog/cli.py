@@ -1,11 +1,9 @@
 """The `agentlog` command line: one subcommand per module in agentlog.commands."""
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
-from agentlog import __version__
+from agentlog import __version__, options
 from agentlog.commands import ca, export, ls, pcap, proxy, show, tail, verify
 from agentlog.errors import UserError
 
@@ -18,12 +16,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument(
-        "--logs",
-        type=Path,
-        default=os.environ.get("AGENTLOG_LOGS", "logs"),
-        help="the logs directory (AGENTLOG_LOGS, default ./logs)",
-    )
+    options.LOGS.add_to(common)
     parser = _Parser(prog="agentlog", description="Record what an AI coding agent sends.")
     parser.add_argument("--version", action="version", version=f"agentlog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -33,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except UserError as e:
         print(f"agentlog: error: {e}", file=sys.stderr)

@@ -1,13 +1,13 @@
-"""The proxy's settings, parsed and checked before anything starts."""
+"""The proxy's settings and the parsers of their values (pure).
 
-from dataclasses import dataclass, field
+Defaults live in one place only, the option table (agentlog.options).
+"""
+
+from dataclasses import dataclass
 from pathlib import Path
 
-from agentlog.capture.supervisor import CaptureSettings
 from agentlog.errors import ConfigError
 from agentlog.policy import Policy
-
-DEFAULT_BODY_CAP = 1024 * 1024
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -63,15 +63,22 @@ def parse_duration(text: str) -> float:
 
 
 @dataclass(frozen=True)
+class CaptureSettings:
+    interface: str
+    max_bytes: int  # start a new file past this size
+    max_seconds: float  # start a new file this often
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     logs: Path
-    listen: tuple[str, int] = ("127.0.0.1", 8080)
-    transparent: tuple[str, int] | None = None
-    policy: Policy = field(default_factory=Policy)
-    routes: dict[str, tuple[str, int]] = field(default_factory=dict)
-    upstream_ca: Path | None = None
-    body_cap: int = DEFAULT_BODY_CAP
-    fingerprint: bool = False
-    journal_key: Path | None = None
-    session: str | None = None
-    capture: CaptureSettings | None = None
+    listen: tuple[str, int]
+    transparent: tuple[str, int] | None
+    policy: Policy
+    routes: dict[str, tuple[str, int]]
+    upstream_ca: Path | None
+    body_cap: int
+    fingerprint: bool
+    journal_key: Path | None
+    session: str | None
+    capture: CaptureSettings | None

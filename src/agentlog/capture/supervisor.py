@@ -15,8 +15,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from agentlog.config import CaptureSettings
 from agentlog.errors import UserError
 from agentlog.logsdir import LogsDir
 from agentlog.timefmt import rfc3339
@@ -34,13 +34,6 @@ def _batch_scheduling() -> None:
 
 class CaptureError(UserError):
     """Capture cannot run; the message is one line for the user."""
-
-
-@dataclass(frozen=True)
-class CaptureSettings:
-    interface: str
-    max_bytes: int = 100 * 1000 * 1000
-    max_seconds: float = 3600.0
 
 
 def _normalize(address: str) -> str:

@@ -1,8 +1,8 @@
 """agentlog verify: check the journal's keyed chain, name the first bad line."""
 
 import argparse
-from pathlib import Path
 
+from agentlog import options
 from agentlog.errors import UserError
 from agentlog.journal import chain
 from agentlog.journal.reader import lines
@@ -11,9 +11,7 @@ from agentlog.logsdir import LogsDir
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("verify", parents=[parent], help="check the journal was not tampered with")
-    p.add_argument(
-        "--journal-key", type=Path, default=None, help="the chain key (default: LOGS/journal.key)"
-    )
+    options.JOURNAL_KEY.add_to(p)
     p.set_defaults(run=run)
 
 

@@ -1,0 +1,229 @@
+"""Every command-line option, declared once: flag, environment variable, default, parser, help.
+
+The argparse parsers are built from these tables, and a test holds README's
+option table to them, so a default can only change in one place. Values from
+the environment go through the same parser as values from the command line
+(argparse's `type=`), so bad input gets the same one-line error either way.
+"""
+
+import argparse
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentlog.config import (
+    CaptureSettings,
+    ProxyConfig,
+    parse_duration,
+    parse_hostport,
+    parse_route,
+    parse_size,
+)
+from agentlog.errors import ConfigError
+from agentlog.policy import Policy, Rule
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str  # "--body-cap"
+    env: str  # "AGENTLOG_BODY_CAP"
+    help: str
+    parse: Callable[[str], Any] = str
+    default: str | None = None  # as the user would type it; parsed like user input
+    metavar: str | None = None
+    repeat: bool = False  # may be given many times; the variable is comma-separated
+    switch: bool = False  # no value; the variable is 1/true/yes/on
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        from_env = os.environ.get(self.env)
+        help = f"{self.help} ({self.env}" + (f", default {self.default})" if self.default else ")")
+        if self.switch:
+            on = from_env is not None and from_env.strip().lower() in _TRUE
+            parser.add_argument(self.flag, action="store_true", default=on, help=help)
+        elif self.repeat:
+            # The variable's items come first; each flag adds one more. argparse does not
+            # parse a list default, so they are parsed here (a ConfigError reaches cli.main).
+            items = [self.parse(i) for i in (from_env or "").replace(",", " ").split() if i]
+            parser.add_argument(
+                self.flag,
+                action="append",
+                type=_checked(self.parse),
+                default=items,
+                metavar=self.metavar,
+                help=help,
+            )
+        else:
+            # A string default is parsed by argparse through `type` too.
+            parser.add_argument(
+                self.flag,
+                type=_checked(self.parse),
+                default=from_env if from_env is not None else self.default,
+                metavar=self.metavar,
+                help=help,
+            )
+
+
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """ConfigError -> argparse's own error, so the message is printed as it is."""
+
+    def checked(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    checked.__name__ = getattr(parse, "__name__", "value")
+    return checked
+
+
+def _path(text: str) -> Path:
+    return Path(text)
+
+
+def _rule(kind: str) -> Callable[[str], Rule]:
+    def rule(text: str) -> Rule:
+        return Rule.parse(kind, text)
+
+    return rule
+
+
+def _hostport(flag: str) -> Callable[[str], tuple[str, int]]:
+    def hostport(text: str) -> tuple[str, int]:
+        return parse_hostport(text, flag)
+
+    return hostport
+
+
+LOGS = Option("--logs", "AGENTLOG_LOGS", "the logs directory", _path, "./logs", "DIR")
+
+JOURNAL_KEY = Option(
+    "--journal-key",
+    "AGENTLOG_JOURNAL_KEY",
+    "the chain key (default DIR/journal.key); keep it elsewhere to make forgery harder still",
+    _path,
+    metavar="FILE",
+)
+
+PROXY = (
+    Option(
+        "--listen",
+        "AGENTLOG_LISTEN",
+        "explicit proxy address; port 0 picks one",
+        _hostport("--listen"),
+        "127.0.0.1:8080",
+        "HOST:PORT",
+    ),
+    Option(
+        "--transparent",
+        "AGENTLOG_TRANSPARENT",
+        "also accept traffic redirected by iptables/nftables here",
+        _hostport("--transparent"),
+        metavar="HOST:PORT",
+    ),
+    Option(
+        "--allow",
+        "AGENTLOG_ALLOW",
+        "once given, only matching hosts are reachable",
+        _rule("allow"),
+        metavar="PATTERN",
+        repeat=True,
+    ),
+    Option(
+        "--deny",
+        "AGENTLOG_DENY",
+        "refuse matching hosts; wins over --allow",
+        _rule("deny"),
+        metavar="PATTERN",
+        repeat=True,
+    ),
+    Option(
+        "--route",
+        "AGENTLOG_ROUTE",
+        "connect to ADDR:PORT for HOST; the record, Host, SNI and certificate check stay HOST",
+        parse_route,
+        metavar="HOST=ADDR:PORT",
+        repeat=True,
+    ),
+    Option(
+        "--upstream-ca",
+        "AGENTLOG_UPSTREAM_CA",
+        "trust one more CA for upstream TLS (the system store is always trusted)",
+        _path,
+        metavar="FILE",
+    ),
+    Option(
+        "--body-cap",
+        "AGENTLOG_BODY_CAP",
+        "keep at most this much of each body; bodies stream through whole regardless",
+        parse_size,
+        "1M",
+        "SIZE",
+    ),
+    Option(
+        "--fingerprint",
+        "AGENTLOG_FINGERPRINT",
+        "redacted values become [REDACTED:<keyed hash>], so one key is recognised across requests",
+        switch=True,
+    ),
+    JOURNAL_KEY,
+    Option(
+        "--session",
+        "AGENTLOG_SESSION",
+        "the session id to record (default: a new one)",
+        metavar="ID",
+    ),
+    Option(
+        "--capture",
+        "AGENTLOG_CAPTURE",
+        "run tcpdump on IFACE into DIR/capture_*.pcap",
+        metavar="IFACE",
+    ),
+    Option(
+        "--capture-size",
+        "AGENTLOG_CAPTURE_SIZE",
+        "start a new capture file past this size",
+        parse_size,
+        "100M",
+        "SIZE",
+    ),
+    Option(
+        "--capture-every",
+        "AGENTLOG_CAPTURE_EVERY",
+        "start a new capture file this often",
+        parse_duration,
+        "1h",
+        "DURATION",
+    ),
+)
+
+
+def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
+    for option in options:
+        option.add_to(parser)
+
+
+def proxy_config(args: argparse.Namespace) -> ProxyConfig:
+    """The proxy's settings from parsed PROXY (and LOGS) options."""
+    return ProxyConfig(
+        logs=args.logs,
+        listen=args.listen,
+        transparent=args.transparent,
+        policy=Policy(tuple(args.deny) + tuple(args.allow)),
+        routes=dict(args.route),
+        upstream_ca=args.upstream_ca,
+        body_cap=args.body_cap,
+        fingerprint=args.fingerprint,
+        journal_key=args.journal_key,
+        session=args.session,
+        capture=CaptureSettings(args.capture, args.capture_size, args.capture_every)
+        if args.capture
+        else None,
+    )
