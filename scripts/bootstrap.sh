@@ -1,5 +1,6 @@
 # Sourced by ./run and ./test: a venv with Python >= 3.12 and agentlog installed.
-# Usage: . scripts/bootstrap.sh [EXTRAS]   (EXTRAS e.g. "test")
+# Usage: BOOTSTRAP_EXTRAS=test . scripts/bootstrap.sh   (a sourced script sees its
+# caller's arguments as $1..., so the extras come in a variable, never as an argument)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -23,10 +24,22 @@ if [ ! -x "$VENV/bin/python" ] ||
   "$PY" -m venv "$VENV"
 fi
 
-EXTRAS="${1:-}"
+EXTRAS="${BOOTSTRAP_EXTRAS:-}"
 STAMP="$VENV/.installed${EXTRAS:+-$EXTRAS}"
-if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT${EXTRAS:+[$EXTRAS]}" 2>&1 \
-    | grep -v "^WARNING: Location" || true
+installed() {  # an install with the test extras also serves plain ./run
+  local stamp
+  for stamp in "$STAMP" "$VENV/.installed-test"; do
+    if [ -f "$stamp" ] && [ ! "$ROOT/pyproject.toml" -nt "$stamp" ]; then return 0; fi
+  done
+  return 1
+}
+if ! installed; then
+  echo "agentlog: installing into $VENV (once)" >&2
+  if ! out="$("$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+                --no-warn-script-location -e "$ROOT${EXTRAS:+[$EXTRAS]}" 2>&1)"; then
+    echo "$out" >&2
+    echo "agentlog: error: pip install failed" >&2
+    exit 2
+  fi
   touch "$STAMP"
 fi
