@@ -1,4 +1,4 @@
-"""The logs directory: where each file lives and with which mode (DESIGN.md)."""
+"""The logs directory: where each file lives and with which mode (docs/CONTRACT.md)."""
 
 import os
 from dataclasses import dataclass

@@ -1,6 +1,6 @@
 """Journal events, built from plain values (pure; the proxy addons feed them).
 
-Field names are the contract in DESIGN.md: add fields, never rename. `seq`,
+Field names are the contract in docs/CONTRACT.md: add fields, never rename. `seq`,
 `prev`, `mac` and body references are filled in by the journal writer; they
 are set to None here so every event keeps one field order.
 """
