@@ -27,6 +27,19 @@ def agentlog(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
+def curl(proxy: RunningProxy, url: str, *args: str, trust_ca: bool = True):
+    """The real curl through the proxy, trusting agentlog's CA as an agent would."""
+    cmd = ["curl", "-sS", "--max-time", "20", "-x", proxy.url]
+    if trust_ca:
+        cmd += ["--cacert", str(proxy.ca)]
+    return subprocess.run([*cmd, *args, url], capture_output=True, timeout=30, check=False)
+
+
+def closed(kind: str):
+    """A wait_for predicate: some event of this kind was written."""
+    return lambda events: any(e["event"] == kind for e in events)
+
+
 def verify(logs: Path) -> subprocess.CompletedProcess:
     return agentlog("verify", "--logs", logs)
 
@@ -63,12 +76,16 @@ class RunningProxy:
         return [e for e in self.events() if e["id"] == requests[0]["id"]]
 
     def wait_for(self, predicate, timeout: float = 10.0) -> list[dict]:
-        """Events, once `predicate(events)` holds (closing events follow the client's read)."""
+        """Events, once `predicate(events)` holds (closing events follow the client's read);
+        fails the test if it never does."""
         deadline = time.monotonic() + timeout
         while True:
             events = self.events()
-            if predicate(events) or time.monotonic() > deadline:
+            if predicate(events):
                 return events
+            if time.monotonic() > deadline:
+                kinds = [e["event"] for e in events]
+                raise AssertionError(f"journal never matched within {timeout} s: {kinds}")
             time.sleep(0.05)
 
     def stop(self) -> int:

@@ -12,8 +12,7 @@ import time
 import pytest
 
 from tests.conftest import UPSTREAM
-from tests.harness import agentlog
-from tests.test_proxy_http import curl
+from tests.harness import agentlog, curl
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,8 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import UPSTREAM, proxy_args
-from tests.harness import start_proxy, verify
-from tests.test_proxy_http import curl
+from tests.harness import curl, start_proxy, verify
 
 pytestmark = [
     pytest.mark.timeout(60),

@@ -9,28 +9,16 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
 
 import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import BLOCKED, DOWN, PLAIN, RESET, UPSTREAM, prefer_h2_context
-from tests.harness import RunningProxy, agentlog, verify
+from tests.harness import agentlog, closed, curl, verify
 
 pytestmark = pytest.mark.timeout(60)
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def curl(proxy: RunningProxy, url: str, *args: str, trust_ca: bool = True):
-    cmd = ["curl", "-sS", "--max-time", "20", "-x", proxy.url]
-    if trust_ca:
-        cmd += ["--cacert", str(proxy.ca)]
-    return subprocess.run([*cmd, *args, url], capture_output=True, timeout=30, check=False)
-
-
-def closed(kind: str):
-    return lambda events: any(e["event"] == kind for e in events)
 
 
 def assert_request_event(event: dict, method: str, domain: str, path: str) -> None:
