@@ -23,6 +23,8 @@ async def fire(proxy_url: str, tls: ssl.SSLContext) -> None:
     async with httpx.AsyncClient(proxy=proxy_url, verify=tls, limits=limits, timeout=30) as client:
 
         async def one(i: int) -> None:
+            # Spread over a second, so that the kill lands mid-traffic however fast we are.
+            await asyncio.sleep(i * 0.005)
             with contextlib.suppress(httpx.HTTPError):  # the proxy dies under us
                 await client.get(f"https://{UPSTREAM}/crash/{i}")
 
