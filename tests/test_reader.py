@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agentlog.journal.reader import JournalReplaced, follow
+from agentlog.journal.reader import JournalReplaced, exchanges, follow, merge
 from agentlog.journal.writer import JournalWriter
 from agentlog.logsdir import LogsDir
 from agentlog.redact import Redactor
@@ -192,3 +194,124 @@ def test_tail_follows_a_replaced_journal(tmp_path):
     finally:
         tail.kill()
         tail.wait()
+
+
+# -- merge ----------------------------------------------------------------------
+
+CLOSING = ("response", "error", "blocked", "websocket")
+
+
+def request(id: str, streamed: bool) -> dict:
+    size = None if streamed else 3
+    ref = None if streamed else "bodies/aa/" + "a" * 64
+    return {
+        "event": "request",
+        "id": id,
+        "method": "POST",
+        "request_bytes": size,
+        "request_body": ref,
+        "request_body_truncated": False,
+    }
+
+
+def closing(kind: str, id: str, n: int, carries_body: bool) -> dict:
+    event = {"event": kind, "id": id, "n": n}
+    if carries_body:
+        event |= {
+            "request_bytes": 100 + n,
+            "request_body": f"bodies/{n:02x}/" + "b" * 62,
+            "request_body_truncated": n % 2 == 0,
+        }
+    return event
+
+
+@st.composite
+def journals(draw) -> list[dict]:
+    """Events of several exchanges, interleaved; each exchange's request comes first."""
+    per_exchange = []
+    for i in range(draw(st.integers(0, 5))):
+        id = f"ID{i}"
+        kinds = draw(st.lists(st.sampled_from(CLOSING), unique=True, max_size=4))
+        events = [request(id, draw(st.booleans()))]
+        events += [closing(k, id, n, draw(st.booleans())) for n, k in enumerate(kinds)]
+        per_exchange.append(events)
+    per_exchange.append(
+        draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        {"event": "tls_failed", "id": "TLS", "domain": "pinned.test"},
+                        {"event": "journal", "id": "J", "action": "start"},
+                        {"event": "capture", "id": "C", "action": "open"},
+                        {"event": "response", "id": "NO-REQUEST", "status": 200},
+                        {"event": "bogus"},
+                    ]
+                ),
+                max_size=4,
+            )
+        )
+    )
+    turns = [i for i, events in enumerate(per_exchange) for _ in events]
+    order = draw(st.permutations(turns))
+    queues = [list(events) for events in per_exchange]
+    return [queues[i].pop(0) for i in order]
+
+
+@given(journals())
+def test_merging_event_by_event_like_an_indexer_equals_merging_the_journal(journal):
+    """An indexer holds each exchange as a stored row and folds one event in at a
+    time, loading only that event's row: it ends with what `exchanges` builds."""
+    rows: dict[str, str] = {}  # id -> the exchange as stored JSON
+    for event in journal:
+        id = event.get("id")
+        one = {id: json.loads(rows[id])} if id in rows else {}
+        changed = merge(one, event)
+        if changed is not None:
+            assert changed is one[id]
+            rows[id] = json.dumps(changed)
+    whole = exchanges(journal)
+    assert list(rows) == list(whole)
+    assert {id: json.loads(row) for id, row in rows.items()} == whole
+
+
+@given(
+    st.booleans(),
+    st.permutations(CLOSING),
+    st.sampled_from([None, *CLOSING]),
+)
+def test_closing_events_merge_the_same_in_any_order(streamed, kinds, carrier):
+    """Each closing event nests under its own name whatever the order they come
+    in; the streamed request's size comes from the one that carries it."""
+    events = [closing(k, "X", CLOSING.index(k), k == carrier) for k in kinds]
+    merged = exchanges([request("X", streamed), *events])["X"]
+    expected = exchanges([request("X", streamed), *sorted(events, key=lambda e: e["n"])])["X"]
+    assert merged == expected
+    assert {k: merged[k]["n"] for k in CLOSING} == {k: CLOSING.index(k) for k in CLOSING}
+    lifted = merged["request_bytes"]
+    assert lifted == (
+        100 + CLOSING.index(carrier) if streamed and carrier else None if streamed else 3
+    )
+
+
+def test_streamed_request_size_comes_from_the_first_closing_event_that_has_it():
+    journal = [
+        request("X", True),
+        closing("response", "X", 1, True),
+        closing("error", "X", 2, True),
+    ]
+    merged = exchanges(journal)["X"]
+    assert merged["request_bytes"] == 101 and merged["request_body"].startswith("bodies/01/")
+    assert merged["error"]["request_bytes"] == 102  # still there, under its own name
+
+
+def test_merge_says_which_exchange_changed():
+    merged: dict[str, dict] = {}
+    assert merge(merged, {"event": "response", "id": "X"}) is None  # no request yet
+    assert merge(merged, {"event": "journal", "id": "J", "action": "start"}) is None
+    made = merge(merged, request("X", False))
+    assert made is merged["X"] and made["method"] == "POST"
+    changed = merge(merged, {"event": "response", "id": "X", "status": 200})
+    assert changed is made and made["response"]["status"] == 200
+    tls = merge(merged, {"event": "tls_failed", "id": "T", "domain": "pinned.test"})
+    assert tls == {"event": "tls_failed", "id": "T", "domain": "pinned.test"}
+    assert list(merged) == ["X", "T"]

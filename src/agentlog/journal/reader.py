@@ -5,7 +5,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -141,25 +141,35 @@ def events(path: Path) -> Iterator[dict]:
             continue
 
 
-def exchanges(stream: Iterable[dict]) -> dict[str, dict]:
-    """id -> the request event with closing events nested under their names.
+def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
+    """Fold one event into `exchanges` (id -> exchange); return the exchange it
+    made or changed, or None when the event belongs to no exchange.
 
-    A streamed request's size and body ref arrive with its closing event and
-    are lifted into the request part. Insertion order is journal order.
+    An exchange is the request event with closing events nested under their
+    names. A streamed request's size and body ref arrive with its closing
+    event and are lifted into the request part (from the first closing event
+    that has them). A closing event whose request is not in `exchanges` is
+    dropped: the request is written first.
     """
+    kind, id = event.get("event"), event.get("id")
+    if kind in ("request", "tls_failed"):
+        exchanges[id] = dict(event)
+        return exchanges[id]
+    exchange = exchanges.get(id) if kind in CLOSING_EVENTS else None
+    if exchange is None:
+        return None
+    exchange[kind] = dict(event)
+    if exchange.get("request_bytes") is None and event.get("request_bytes") is not None:
+        for field in ("request_bytes", "request_body", "request_body_truncated"):
+            exchange[field] = event.get(field)
+    return exchange
+
+
+def exchanges(stream: Iterable[dict]) -> dict[str, dict]:
+    """id -> exchange (see `merge`), in journal order."""
     merged: dict[str, dict] = {}
     for event in stream:
-        kind, id = event.get("event"), event.get("id")
-        if kind == "request":
-            merged[id] = dict(event)
-        elif kind in CLOSING_EVENTS and id in merged:
-            exchange = merged[id]
-            exchange[kind] = event
-            if exchange.get("request_bytes") is None and event.get("request_bytes") is not None:
-                for field in ("request_bytes", "request_body", "request_body_truncated"):
-                    exchange[field] = event.get(field)
-        elif kind == "tls_failed":
-            merged[id] = dict(event)
+        merge(merged, event)
     return merged
 
 
