@@ -7,24 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from agentlog.commands.text import printable
 from agentlog.errors import UserError
+from agentlog.formats.text import event_line, printable
 from agentlog.journal.reader import Follower, JournalReplaced
 from agentlog.logsdir import LogsDir
-
-
-def _describe(event: dict) -> str:
-    kind = event.get("event")
-    head = f"{event.get('timestamp', '')}  {event.get('id')}  {kind:<10}"
-    if kind == "request":
-        return (
-            f"{head} {event.get('method')} {event.get('scheme')}://{event.get('domain')}"
-            f":{event.get('port')}{event.get('path')}"
-        )
-    if kind == "response":
-        return f"{head} {event.get('status')} {event.get('response_bytes')} bytes"
-    detail = event.get("error") or event.get("reason") or event.get("action") or ""
-    return f"{head} {detail}"
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -81,6 +67,10 @@ def _emit(line: bytes, raw: bool) -> None:
         print(line.decode("utf-8", "replace").rstrip("\n"), flush=True)
         return
     try:
-        print(printable(_describe(json.loads(line))), flush=True)
+        event = json.loads(line)
     except ValueError:
+        event = None
+    if isinstance(event, dict):
+        print(event_line(event), flush=True)
+    else:
         print(printable(line.decode("utf-8", "replace").rstrip("\n")), flush=True)
