@@ -145,7 +145,7 @@ def test_ls_show_tail(proxy):
 
 
 def test_terminal_output_escapes_agent_controlled_text():
-    from agentlog.commands.text import summary
+    from agentlog.formats.text import summary
 
     hostile = {
         "event": "request",

@@ -4,7 +4,7 @@ import argparse
 import fnmatch
 import json
 
-from agentlog.commands.text import summary
+from agentlog.formats.text import summary
 from agentlog.journal.reader import events, exchanges
 from agentlog.logsdir import LogsDir
 

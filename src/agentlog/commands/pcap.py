@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from agentlog.capture.export import export
+from agentlog.capture.slicer import write_slice
 from agentlog.errors import NotFound, UserError
 from agentlog.journal.reader import events, exchanges, find
 from agentlog.logsdir import LogsDir
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if len(chosen) == 0 or (args.id is not None and len(chosen) > 1):
         count = "no request" if not chosen else f"{len(chosen)} requests"
         raise NotFound(f"{count} with {what}")
-    connections = export(logs, chosen, args.output)
+    connections = write_slice(logs, chosen, args.output)
     print(
         f"{args.output}: {len(chosen)} request(s), {connections} connection(s), "
         "TLS secrets embedded"

@@ -2,10 +2,10 @@
 
 import argparse
 import json
-from pathlib import Path
 
 from agentlog.errors import NotFound
-from agentlog.journal.reader import events, exchanges, find, read_body
+from agentlog.formats.exchange import with_bodies
+from agentlog.journal.reader import events, exchanges, find
 from agentlog.logsdir import LogsDir
 
 
@@ -16,21 +16,6 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
         "--bodies", action="store_true", help="include the stored (redacted) bodies as text"
     )
     p.set_defaults(run=run)
-
-
-def body_text(root: Path, ref: object) -> str | None:
-    raw = read_body(root, ref)
-    return None if raw is None else raw.decode("utf-8", "backslashreplace")
-
-
-def with_bodies(root: Path, exchange: dict) -> dict:
-    shown = dict(exchange)
-    shown["request_body_text"] = body_text(root, exchange.get("request_body"))
-    if "response" in exchange:
-        response = dict(exchange["response"])
-        response["response_body_text"] = body_text(root, response.get("response_body"))
-        shown["response"] = response
-    return shown
 
 
 def run(args: argparse.Namespace) -> int:

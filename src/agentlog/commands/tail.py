@@ -1,26 +1,16 @@
 """agentlog tail: follow the journal as events are written."""
 
 import argparse
+import collections
 import json
+import sys
 import time
+from pathlib import Path
 
-from agentlog.commands.text import printable
 from agentlog.errors import UserError
+from agentlog.formats.text import event_line, printable
+from agentlog.journal.reader import Follower, JournalReplaced
 from agentlog.logsdir import LogsDir
-
-
-def _describe(event: dict) -> str:
-    kind = event.get("event")
-    head = f"{event.get('timestamp', '')}  {event.get('id')}  {kind:<10}"
-    if kind == "request":
-        return (
-            f"{head} {event.get('method')} {event.get('scheme')}://{event.get('domain')}"
-            f":{event.get('port')}{event.get('path')}"
-        )
-    if kind == "response":
-        return f"{head} {event.get('status')} {event.get('response_bytes')} bytes"
-    detail = event.get("error") or event.get("reason") or event.get("action") or ""
-    return f"{head} {detail}"
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -33,30 +23,43 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 def run(args: argparse.Namespace) -> int:
     path = LogsDir(args.logs).journal
+    backlog: int | None = args.lines
+    try:
+        while True:
+            _wait_for(path, args.no_follow)
+            try:
+                with Follower(path) as journal:
+                    if backlog is not None:
+                        _print_backlog(journal, backlog, args.json)
+                    if args.no_follow:
+                        return 0
+                    for line in journal.lines():  # ends only by raising
+                        _emit(line.data, args.json)
+            except (JournalReplaced, FileNotFoundError) as e:
+                if args.no_follow:
+                    return 0
+                print(f"agentlog tail: {e}; following the new journal", file=sys.stderr)
+                backlog = None  # a new journal is shown from its first line
+    except KeyboardInterrupt:
+        return 0
+
+
+def _print_backlog(journal: Follower, count: int, raw: bool) -> None:
+    """The last `count` complete lines there are now."""
+    backlog: collections.deque[bytes] = collections.deque(maxlen=max(count, 0))
+    try:
+        for line in journal.lines(timeout=0):
+            backlog.append(line.data)
+    finally:  # what was read stands, even if the journal was then replaced
+        for data in backlog:
+            _emit(data, raw)
+
+
+def _wait_for(path: Path, no_follow: bool) -> None:
     while not path.exists():
-        if args.no_follow:
+        if no_follow:
             raise UserError(f"no journal at {path}")
         time.sleep(0.2)
-    with open(path, "rb") as f:
-        backlog = f.readlines()
-        pending = b""
-        if backlog and not backlog[-1].endswith(b"\n"):
-            pending = backlog.pop()
-        for line in backlog[-args.lines :] if args.lines > 0 else []:
-            _emit(line, args.json)
-        try:
-            while not args.no_follow:
-                chunk = f.readline()
-                if not chunk:
-                    time.sleep(0.1)
-                    continue
-                pending += chunk
-                if pending.endswith(b"\n"):
-                    _emit(pending, args.json)
-                    pending = b""
-        except KeyboardInterrupt:
-            pass
-    return 0
 
 
 def _emit(line: bytes, raw: bool) -> None:
@@ -64,6 +67,10 @@ def _emit(line: bytes, raw: bool) -> None:
         print(line.decode("utf-8", "replace").rstrip("\n"), flush=True)
         return
     try:
-        print(printable(_describe(json.loads(line))), flush=True)
+        event = json.loads(line)
     except ValueError:
+        event = None
+    if isinstance(event, dict):
+        print(event_line(event), flush=True)
+    else:
         print(printable(line.decode("utf-8", "replace").rstrip("\n")), flush=True)

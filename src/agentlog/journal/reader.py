@@ -1,9 +1,13 @@
-"""Reading the journal: events, and exchanges (all events of one id, merged)."""
+"""Reading the journal: lines (followed as they are written), events, and exchanges
+(all events of one id, merged)."""
 
 import json
+import os
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
+from typing import NamedTuple
 
 # Body references are written by the proxy, but the journal is read here as
 # data: only a well-formed bodies/xx/<sha256> is ever opened.
@@ -18,6 +22,114 @@ def lines(path: Path) -> Iterator[bytes]:
         yield from f
 
 
+class Line(NamedTuple):
+    data: bytes  # one complete line, newline included
+    end: int  # the byte offset just past it: where to resume
+
+
+class JournalReplaced(Exception):
+    """The path no longer names the file being followed, or the file shrank or was
+    rewritten under lines already read: offsets into the old one mean nothing now."""
+
+
+_CHUNK = 1 << 16
+
+
+class Follower:
+    """A cursor on one open journal file, from a line start on.
+
+    Holding the file open is what lets it notice the path being pointed at
+    another file; `offset` is always the end of the last line handed out.
+    """
+
+    def __init__(self, path: Path, offset: int = 0, poll: float = 0.1) -> None:
+        self.path, self.offset, self.poll = path, offset, poll
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def __enter__(self) -> "Follower":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def lines(
+        self, *, stop: Callable[[], bool] | None = None, timeout: float | None = None
+    ) -> Iterator[Line]:
+        """Complete lines as they are written; see `follow`."""
+        fd, last_line_at = self._fd, time.monotonic()
+        partial: list[bytes] = []  # the start of a line longer than one read
+        pending = 0  # its length
+        while True:
+            # Checked before every read: the caller may take its time between lines.
+            _check_line_start(fd, self.offset, self.path)
+            chunk = os.pread(fd, _CHUNK, self.offset + pending)
+            if chunk:
+                cut = chunk.rfind(b"\n") + 1
+                if not cut:
+                    partial.append(chunk)
+                    pending += len(chunk)
+                    continue
+                for data in b"".join([*partial, chunk[:cut]]).split(b"\n")[:-1]:
+                    self.offset += len(data) + 1
+                    yield Line(data + b"\n", self.offset)
+                partial, pending = [chunk[cut:]], len(chunk) - cut
+                last_line_at = time.monotonic()
+            else:
+                partial, pending = [], 0  # a torn last line: read again from its start
+                _check_same_file(fd, self.path)
+                if timeout is not None and time.monotonic() - last_line_at >= timeout:
+                    return
+                time.sleep(self.poll)
+            if stop is not None and stop():
+                return
+
+
+def follow(
+    path: Path,
+    offset: int = 0,
+    *,
+    stop: Callable[[], bool] | None = None,
+    timeout: float | None = None,
+    poll: float = 0.1,
+) -> Iterator[Line]:
+    """Every complete line from byte `offset` on (a line start), as it is written.
+
+    A torn last line is re-read from its start until it is complete: a writer
+    that recovers from a crash truncates it away, and new lines then begin
+    where it began. Ends when `stop()` is true, or after `timeout` seconds
+    without a new line (0: at the end of what is there now; None: never).
+    Raises JournalReplaced when the path stops naming this file (moved aside,
+    replaced, removed) once it has been read to its end, or when the file
+    shrinks or is rewritten under a line already yielded.
+    """
+    with Follower(path, offset, poll) as follower:
+        yield from follower.lines(stop=stop, timeout=timeout)
+
+
+def _check_line_start(fd: int, offset: int, path: Path) -> None:
+    """`offset` still ends a line: the file did not shrink or get rewritten under us."""
+    size = os.fstat(fd).st_size
+    if offset > size:
+        raise JournalReplaced(f"{path} shrank to {size} bytes, below offset {offset}")
+    if offset > 0 and os.pread(fd, 1, offset - 1) != b"\n":
+        raise JournalReplaced(f"{path}: offset {offset} is not the start of a line")
+
+
+def _check_same_file(fd: int, path: Path) -> None:
+    mine = os.fstat(fd)
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        raise JournalReplaced(f"{path} was moved aside or removed") from None
+    if (named.st_dev, named.st_ino) != (mine.st_dev, mine.st_ino):
+        raise JournalReplaced(f"{path} was replaced by another file")
+
+
 def events(path: Path) -> Iterator[dict]:
     """Every complete, parseable event; a torn or garbled line is skipped."""
     for line in lines(path):
@@ -29,25 +141,35 @@ def events(path: Path) -> Iterator[dict]:
             continue
 
 
-def exchanges(stream: Iterable[dict]) -> dict[str, dict]:
-    """id -> the request event with closing events nested under their names.
+def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
+    """Fold one event into `exchanges` (id -> exchange); return the exchange it
+    made or changed, or None when the event belongs to no exchange.
 
-    A streamed request's size and body ref arrive with its closing event and
-    are lifted into the request part. Insertion order is journal order.
+    An exchange is the request event with closing events nested under their
+    names. A streamed request's size and body ref arrive with its closing
+    event and are lifted into the request part (from the first closing event
+    that has them). A closing event whose request is not in `exchanges` is
+    dropped: the request is written first.
     """
+    kind, id = event.get("event"), event.get("id")
+    if kind in ("request", "tls_failed"):
+        exchanges[id] = dict(event)
+        return exchanges[id]
+    exchange = exchanges.get(id) if kind in CLOSING_EVENTS else None
+    if exchange is None:
+        return None
+    exchange[kind] = dict(event)
+    if exchange.get("request_bytes") is None and event.get("request_bytes") is not None:
+        for field in ("request_bytes", "request_body", "request_body_truncated"):
+            exchange[field] = event.get(field)
+    return exchange
+
+
+def exchanges(stream: Iterable[dict]) -> dict[str, dict]:
+    """id -> exchange (see `merge`), in journal order."""
     merged: dict[str, dict] = {}
     for event in stream:
-        kind, id = event.get("event"), event.get("id")
-        if kind == "request":
-            merged[id] = dict(event)
-        elif kind in CLOSING_EVENTS and id in merged:
-            exchange = merged[id]
-            exchange[kind] = event
-            if exchange.get("request_bytes") is None and event.get("request_bytes") is not None:
-                for field in ("request_bytes", "request_body", "request_body_truncated"):
-                    exchange[field] = event.get(field)
-        elif kind == "tls_failed":
-            merged[id] = dict(event)
+        merge(merged, event)
     return merged
 
 

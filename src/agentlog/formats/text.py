@@ -1,4 +1,4 @@
-"""Terminal output of agent-controlled text: never let it drive the terminal."""
+"""Terminal lines of agent-controlled text: never let it drive the terminal."""
 
 import re
 
@@ -11,7 +11,7 @@ def printable(value: object) -> str:
 
 
 def summary(exchange: dict) -> str:
-    """One line per exchange, as `ls` and `tail` print it."""
+    """One line per exchange, as `ls` prints it."""
     if exchange.get("event") == "tls_failed":
         outcome, method, where = "TLS-FAIL", "-", f"{exchange.get('domain')}"
     else:
@@ -29,3 +29,20 @@ def summary(exchange: dict) -> str:
     return printable(
         f"{exchange.get('timestamp', '')}  {exchange.get('id')}  {outcome:>8}  {method:<7} {where}"
     )
+
+
+def event_line(event: dict) -> str:
+    """One line per event, as `tail` prints it."""
+    kind = event.get("event")
+    head = f"{event.get('timestamp', '')}  {event.get('id')}  {str(kind):<10}"
+    if kind == "request":
+        line = (
+            f"{head} {event.get('method')} {event.get('scheme')}://{event.get('domain')}"
+            f":{event.get('port')}{event.get('path')}"
+        )
+    elif kind == "response":
+        line = f"{head} {event.get('status')} {event.get('response_bytes')} bytes"
+    else:
+        detail = event.get("error") or event.get("reason") or event.get("action") or ""
+        line = f"{head} {detail}"
+    return printable(line)

@@ -21,8 +21,8 @@ _FILE_ORDER = re.compile(r"capture_(\d{8}_\d{6})(?:_(\d+))?\.pcap$")
 _TOOLS = ("tcpdump", "mergecap", "editcap", "tshark")
 
 
-class ExportError(UserError):
-    """The export cannot be made; the message is one line for the user."""
+class SliceError(UserError):
+    """The slice cannot be made; the message is one line for the user."""
 
     status = 1
 
@@ -91,7 +91,7 @@ def _run(*cmd: str | Path) -> subprocess.CompletedProcess:
     result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["failed"])[-1]
-        raise ExportError(f"{Path(str(cmd[0])).name}: {last}")
+        raise SliceError(f"{Path(str(cmd[0])).name}: {last}")
     return result
 
 
@@ -122,18 +122,18 @@ def secrets_for(keylog: Path, randoms: set[str]) -> list[str]:
     return lines
 
 
-def export(logs: LogsDir, exchanges: Iterable[dict], out: Path) -> int:
+def write_slice(logs: LogsDir, exchanges: Iterable[dict], out: Path) -> int:
     """Write the exchanges' packets to `out` (pcapng); return how many connections."""
     exchanges = list(exchanges)
     missing = [t for t in _TOOLS if shutil.which(t) is None]
     if missing:
-        raise ExportError(f"needs {', '.join(missing)} (Debian: apt-get install tcpdump tshark)")
+        raise SliceError(f"needs {', '.join(missing)} (Debian: apt-get install tcpdump tshark)")
     starts = [x["pcap_file"] for x in exchanges if x.get("pcap_file")]
     if not starts:
-        raise ExportError("no capture holds these requests (was the proxy run with --capture?)")
+        raise SliceError("no capture holds these requests (was the proxy run with --capture?)")
     legs = set().union(*(legs_of(x) for x in exchanges))
     if not legs:
-        raise ExportError("the records name no connection addresses to cut out")
+        raise SliceError("the records name no connection addresses to cut out")
     bpf = "tcp and (" + " or ".join(f"({leg.bpf()})" for leg in sorted(legs, key=str)) + ")"
     with tempfile.TemporaryDirectory(prefix="agentlog-pcap-") as tmp:
         work = Path(tmp)

@@ -1,0 +1,93 @@
+"""HAR 1.2 from recorded exchanges (browser devtools, HTTP Toolkit).
+
+Built from the journal and the stored bodies, so it holds what they hold:
+redacted headers and bodies, cut at the body cap.
+"""
+
+import base64
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from agentlog import __version__
+from agentlog.journal.reader import read_body
+
+
+def har(root: Path, exchanges: Iterable[dict]) -> dict:
+    """A HAR document of request exchanges (not tls_failed ones), in the order given."""
+    return {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "agentlog", "version": __version__},
+            "entries": [har_entry(root, x) for x in exchanges],
+        }
+    }
+
+
+def _headers(headers: dict) -> list[dict]:
+    return [{"name": name, "value": value} for name, value in headers.items()]
+
+
+def _content(root: Path, ref: object, mime: str, size: int | None) -> dict:
+    content: dict = {"size": size if size is not None else -1, "mimeType": mime}
+    raw = read_body(root, ref)
+    if raw is not None:
+        try:
+            content["text"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            content["text"], content["encoding"] = base64.b64encode(raw).decode(), "base64"
+    return content
+
+
+def har_entry(root: Path, x: dict) -> dict:
+    url = f"{x['scheme']}://{x['domain']}"
+    default = {"http": 80, "https": 443}.get(x["scheme"])
+    url += ("" if x["port"] == default else f":{x['port']}") + x["path"]
+    req_headers = x.get("headers", {})
+    request = {
+        "method": x["method"],
+        "url": url,
+        "httpVersion": x.get("http_version", ""),
+        "cookies": [],
+        "headers": _headers(req_headers),
+        "queryString": [
+            {"name": k, "value": v}
+            for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        ],
+        "headersSize": -1,
+        "bodySize": x.get("request_bytes") or 0,
+    }
+    if x.get("request_body"):
+        post = _content(root, x["request_body"], req_headers.get("content-type", ""), None)
+        request["postData"] = {"mimeType": post["mimeType"], "text": post.get("text", "")}
+    response_event = x.get("response") or {}
+    resp_headers = response_event.get("headers", {})
+    response = {
+        "status": response_event.get("status", 0),
+        "statusText": response_event.get("reason", "")
+        or (x["error"]["error"] if "error" in x else x.get("blocked", {}).get("reason", "")),
+        "httpVersion": response_event.get("http_version", ""),
+        "cookies": [],
+        "headers": _headers(resp_headers),
+        "content": _content(
+            root,
+            response_event.get("response_body"),
+            resp_headers.get("content-type", ""),
+            response_event.get("response_bytes"),
+        ),
+        "redirectURL": resp_headers.get("location", ""),
+        "headersSize": -1,
+        "bodySize": response_event.get("response_bytes", -1),
+    }
+    ttfb = response_event.get("ttfb_ms") or 0
+    total = response_event.get("duration_ms") or ttfb
+    return {
+        "startedDateTime": x["timestamp"],
+        "time": total,
+        "request": request,
+        "response": response,
+        "cache": {},
+        "timings": {"send": 0, "wait": ttfb, "receive": max(total - ttfb, 0)},
+        "_agentlog_id": x["id"],
+        "_agentlog_decision": x.get("decision"),
+    }
