@@ -133,9 +133,11 @@ def events(path: Path) -> Iterator[dict]:
         if not line.endswith(b"\n"):
             return
         try:
-            yield json.loads(line)
+            event = json.loads(line)
         except ValueError:
             continue
+        if isinstance(event, dict):  # valid JSON but not an object is garbled too
+            yield event
 
 
 def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
@@ -146,9 +148,11 @@ def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
     names. A streamed request's size and body ref arrive with its closing
     event and are lifted into the request part (from the first closing event
     that has them). A closing event whose request is not in `exchanges` is
-    dropped: the request is written first.
+    dropped (the request is written first), and so is an event without an id.
     """
     kind, id = event.get("event"), event.get("id")
+    if not isinstance(id, str):
+        return None
     if kind in ("request", "tls_failed"):
         exchanges[id] = dict(event)
         return exchanges[id]
