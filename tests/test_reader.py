@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentlog.journal.reader import JournalReplaced, exchanges, follow, merge
+from agentlog.journal.reader import JournalReplaced, events, exchanges, follow, merge
 from agentlog.journal.writer import JournalWriter
 from agentlog.logsdir import LogsDir
 from agentlog.redact import Redactor
@@ -315,3 +315,11 @@ def test_merge_says_which_exchange_changed():
     tls = merge(merged, {"event": "tls_failed", "id": "T", "domain": "pinned.test"})
     assert tls == {"event": "tls_failed", "id": "T", "domain": "pinned.test"}
     assert list(merged) == ["X", "T"]
+    for no_id in ({"event": "request"}, {"event": "request", "id": 7}):
+        assert merge(merged, no_id) is None
+
+
+def test_events_skip_lines_that_are_not_event_objects(tmp_path):
+    path = tmp_path / "j"
+    path.write_bytes(b'[1]\n5\n"x"\nnull\n{"event": "request", "id": "A"}\n{"id": \n{"torn"')
+    assert list(events(path)) == [{"event": "request", "id": "A"}]

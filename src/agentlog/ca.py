@@ -12,8 +12,6 @@ from cryptography.hazmat.primitives import serialization
 
 from agentlog.logsdir import PUBLIC_MODE, SECRET_MODE, LogsDir, create_secret_file
 
-_MITMPROXY_BASENAME = "mitmproxy"
-
 
 def ensure_ca(logs: LogsDir) -> None:
     if not logs.ca_cert.exists() or not logs.ca_key.exists():
@@ -29,9 +27,8 @@ def ensure_ca(logs: LogsDir) -> None:
             path.unlink(missing_ok=True)
         create_secret_file(logs.ca_key, key_pem, SECRET_MODE)
         create_secret_file(logs.ca_cert, cert.public_bytes(serialization.Encoding.PEM), PUBLIC_MODE)
-    combined = logs.mitmproxy_confdir / f"{_MITMPROXY_BASENAME}-ca.pem"
-    combined.unlink(missing_ok=True)
-    create_secret_file(combined, logs.ca_key.read_bytes() + logs.ca_cert.read_bytes())
+    logs.mitmproxy_ca.unlink(missing_ok=True)
+    create_secret_file(logs.mitmproxy_ca, logs.ca_key.read_bytes() + logs.ca_cert.read_bytes())
 
 
 def fingerprint(cert_path: Path) -> str:

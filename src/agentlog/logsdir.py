@@ -1,6 +1,13 @@
-"""The logs directory: where each file lives and with which mode (docs/CONTRACT.md)."""
+"""The logs directory: where each file lives and with which mode (docs/CONTRACT.md).
+
+Every name in it is made here, and names read back from the journal (body
+refs, capture files) are checked here before anything is opened.
+"""
 
 import os
+import re
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +16,12 @@ from agentlog.errors import UserError
 JOURNAL_MODE = 0o640
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
+
+# Body references are written by the proxy, but the journal is read as data:
+# only a well-formed bodies/xx/<sha256> is ever opened.
+_BODY_REF = re.compile(r"bodies/([0-9a-f]{2})/\1[0-9a-f]{62}")
+_CAPTURE_GLOB = "capture_*.pcap"
+_CAPTURE_NAME = re.compile(r"capture_(\d{8}_\d{6})(?:_(\d+))?\.pcap$")
 
 
 class LogsDirError(UserError):
@@ -50,6 +63,61 @@ class LogsDir:
     @property
     def mitmproxy_confdir(self) -> Path:
         return self.root / ".mitmproxy"
+
+    @property
+    def mitmproxy_ca(self) -> Path:
+        """Our CA in the file mitmproxy loads it from (key and certificate)."""
+        return self.mitmproxy_confdir / "mitmproxy-ca.pem"
+
+    @property
+    def upstream_trust(self) -> Path:
+        """The CA bundle upstream certificates are checked against."""
+        return self.mitmproxy_confdir / "upstream-trust.pem"
+
+    @property
+    def ui_token(self) -> Path:
+        """The web UI's access token (SECRET_MODE)."""
+        return self.root / "ui-token"
+
+    @property
+    def index_db(self) -> Path:
+        """The web UI's SQLite index of the journal (JOURNAL_MODE: redacted, like it)."""
+        return self.root / "index.db"
+
+    # -- bodies: bodies/xx/<sha256 of the stored bytes> ----------------------
+
+    @staticmethod
+    def body_ref(sha256: str) -> str:
+        """How the journal names a stored body: its path relative to the root."""
+        return f"bodies/{sha256[:2]}/{sha256}"
+
+    def body_file(self, ref: object) -> Path | None:
+        """The file a body ref names, or None when `ref` is not a well-formed ref."""
+        if not isinstance(ref, str) or not _BODY_REF.fullmatch(ref):
+            return None
+        return self.root / ref
+
+    # -- captures: capture_YYYYMMDD_HHMMSS[_N].pcap, UTC of the first packet --
+
+    @staticmethod
+    def capture_name(first_packet: float, taken: Collection[str]) -> str:
+        """A new capture file's name, not one of `taken`."""
+        stem = "capture_" + time.strftime("%Y%m%d_%H%M%S", time.gmtime(first_packet))
+        name, n = f"{stem}.pcap", 0
+        while name in taken:
+            n += 1
+            name = f"{stem}_{n}.pcap"
+        return name
+
+    @staticmethod
+    def capture_order(name: str) -> tuple[str, int]:
+        """Sort key of capture file names: the order they were opened in."""
+        m = _CAPTURE_NAME.search(name)
+        return (m.group(1), int(m.group(2) or 0)) if m else ("", 0)
+
+    def capture_files(self) -> list[Path]:
+        """The capture files there are, oldest first."""
+        return sorted(self.root.glob(_CAPTURE_GLOB), key=lambda p: self.capture_order(p.name))
 
     def existing_journal(self) -> Path:
         """The journal, for commands that read it; a clear error when there is none."""

@@ -6,14 +6,143 @@ are set to None here so every event keeps one field order.
 """
 
 from collections.abc import Iterable
+from typing import NotRequired, TypedDict, cast
 
 from agentlog.redact import Redactor
 from agentlog.timefmt import rfc3339
 
 VERSION = 1
 
+# -- the events, one TypedDict per kind ------------------------------------------
+# Key order at run time is the builders' (the journal's contract), not these
+# classes'. `prev` and `mac` are added by the writer when it seals the line.
 
-def _base(event: str, id: str, session: str, ts: float) -> dict:
+
+class EventBase(TypedDict):
+    v: int
+    event: str
+    id: str
+    seq: int | None  # assigned by the writer
+    session: str
+    timestamp: str  # RFC 3339, UTC
+    prev: NotRequired[str]
+    mac: NotRequired[str]
+
+
+class RequestEvent(EventBase):
+    method: str
+    scheme: str
+    domain: str
+    port: int
+    path: str
+    http_version: str
+    headers: dict[str, str]
+    client: str
+    agent_dst: str | None
+    mode: str
+    decision: str  # "allowed" or "blocked"
+    request_bytes: int | None  # None: streamed, given by the closing event
+    request_body: str | None  # a body ref (bodies/xx/<sha256>), set by the writer
+    request_body_truncated: bool
+    pcap_file: str | None
+
+
+class StreamedRequestBody(TypedDict):
+    request_bytes: int
+    request_body: str | None
+    request_body_truncated: bool
+
+
+class ResponseEvent(EventBase):
+    status: int
+    reason: str
+    http_version: str
+    headers: dict[str, str]
+    response_bytes: int
+    response_body: str | None
+    response_body_truncated: bool
+    ttfb_ms: float | None
+    duration_ms: float
+    upstream_src: str | None
+    upstream_dst: str | None
+    # A streamed request body's size and ref (StreamedRequestBody):
+    request_bytes: NotRequired[int]
+    request_body: NotRequired[str | None]
+    request_body_truncated: NotRequired[bool]
+
+
+class ErrorEvent(EventBase):
+    error: str
+    stage: str  # "request" or "response": whether a response had begun
+    response_bytes: int | None
+    upstream_src: str | None
+    upstream_dst: str | None
+    request_bytes: NotRequired[int]
+    request_body: NotRequired[str | None]
+    request_body_truncated: NotRequired[bool]
+
+
+class BlockedEvent(EventBase):
+    domain: str
+    port: int
+    rule: str | None
+    reason: str
+
+
+class TlsFailedEvent(EventBase):
+    client: str
+    domain: str | None
+    port: int | None
+    error: str
+
+
+class WebsocketEvent(EventBase):
+    messages_from_client: int
+    messages_from_server: int
+    bytes_from_client: int
+    bytes_from_server: int
+    close_code: int | None
+    close_reason: str
+
+
+class CaptureEvent(EventBase):
+    action: str  # start, open, stop, restart
+    interface: NotRequired[str]
+    pid: NotRequired[int]
+    file: NotRequired[str | None]
+    reason: NotRequired[str]
+    captured: NotRequired[int]  # tcpdump's counts at a stop
+    received_by_filter: NotRequired[int]
+    dropped_by_kernel: NotRequired[int]
+    gap_started: NotRequired[str]
+    gap_ended: NotRequired[str]
+
+
+class JournalEvent(EventBase):
+    action: str  # start, stop
+    listening: NotRequired[str]
+    recovered_torn_bytes: NotRequired[int]
+
+
+Event = (
+    RequestEvent
+    | ResponseEvent
+    | ErrorEvent
+    | BlockedEvent
+    | TlsFailedEvent
+    | WebsocketEvent
+    | CaptureEvent
+    | JournalEvent
+)
+
+# Events that close a request's exchange.
+ClosingEvent = ResponseEvent | ErrorEvent | BlockedEvent | WebsocketEvent
+
+
+# -- the builders ------------------------------------------------------------------
+
+
+def _base(event: str, id: str, session: str, ts: float) -> EventBase:
     return {
         "v": VERSION,
         "event": event,
@@ -44,12 +173,13 @@ def request_event(
     request_body_truncated: bool,
     pcap_file: str | None,
     redactor: Redactor,
-) -> tuple[dict, set[str]]:
+) -> tuple[RequestEvent, set[str]]:
     """The write-ahead event; also returns the secrets it redacted, to scrub elsewhere."""
     clean_headers, secrets = redactor.headers(headers)
     clean_path, path_secrets = redactor.path(path, secrets)
     secrets |= path_secrets
-    event = _base("request", id, session, ts) | {
+    event: RequestEvent = {
+        **_base("request", id, session, ts),
         "method": method,
         "scheme": scheme,
         "domain": domain,
@@ -85,9 +215,10 @@ def response_event(
     upstream: tuple[str | None, str | None],
     redactor: Redactor,
     known: set[str],
-) -> dict:
+) -> ResponseEvent:
     clean_headers, _ = redactor.headers(headers, known)
-    return _base("response", id, session, ts) | {
+    return {
+        **_base("response", id, session, ts),
         "status": status,
         "reason": redactor.scrub(reason, known),
         "http_version": http_version,
@@ -102,7 +233,7 @@ def response_event(
     }
 
 
-def streamed_request_body(request_bytes: int, truncated: bool) -> dict:
+def streamed_request_body(request_bytes: int, truncated: bool) -> StreamedRequestBody:
     """Extra fields for the closing event of a request whose body was streamed:
     its size was not known when the write-ahead request event was written."""
     return {
@@ -123,8 +254,9 @@ def error_event(
     upstream: tuple[str | None, str | None],
     redactor: Redactor,
     known: set[str],
-) -> dict:
-    return _base("error", id, session, ts) | {
+) -> ErrorEvent:
+    return {
+        **_base("error", id, session, ts),
         "error": redactor.scrub(error, known),
         "stage": stage,
         "response_bytes": response_bytes,
@@ -135,8 +267,9 @@ def error_event(
 
 def blocked_event(
     *, id: str, session: str, ts: float, domain: str, port: int, rule: str | None, reason: str
-) -> dict:
-    return _base("blocked", id, session, ts) | {
+) -> BlockedEvent:
+    return {
+        **_base("blocked", id, session, ts),
         "domain": domain,
         "port": port,
         "rule": rule,
@@ -154,8 +287,9 @@ def tls_failed_event(
     port: int | None,
     error: str,
     redactor: Redactor,
-) -> dict:
-    return _base("tls_failed", id, session, ts) | {
+) -> TlsFailedEvent:
+    return {
+        **_base("tls_failed", id, session, ts),
         "client": client,
         "domain": domain,
         "port": port,
@@ -175,8 +309,9 @@ def websocket_event(
     close_code: int | None,
     close_reason: str,
     redactor: Redactor,
-) -> dict:
-    return _base("websocket", id, session, ts) | {
+) -> WebsocketEvent:
+    return {
+        **_base("websocket", id, session, ts),
         "messages_from_client": messages_from_client,
         "messages_from_server": messages_from_server,
         "bytes_from_client": bytes_from_client,
@@ -186,11 +321,16 @@ def websocket_event(
     }
 
 
-def capture_event(*, id: str, session: str, ts: float, action: str, **fields: object) -> dict:
+def capture_event(
+    *, id: str, session: str, ts: float, action: str, **fields: object
+) -> CaptureEvent:
     """tcpdump's life: start, open (a new file), stop, restart (after a gap)."""
-    return _base("capture", id, session, ts) | {"action": action, **fields}
+    # `fields` are CaptureEvent's optional ones; tcpdump's counts come as a dict.
+    return cast(CaptureEvent, {**_base("capture", id, session, ts), "action": action, **fields})
 
 
-def journal_event(*, id: str, session: str, ts: float, action: str, **fields: object) -> dict:
+def journal_event(
+    *, id: str, session: str, ts: float, action: str, **fields: object
+) -> JournalEvent:
     """The proxy's own life: start, stop, recovery of a torn tail."""
-    return _base("journal", id, session, ts) | {"action": action, **fields}
+    return cast(JournalEvent, {**_base("journal", id, session, ts), "action": action, **fields})

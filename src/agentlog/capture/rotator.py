@@ -15,22 +15,13 @@ Reports on stdout, one line each:
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from agentlog.capture.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, Format, PcapError
+from agentlog.logsdir import LogsDir
 
 FILE_MODE = 0o640
 _READ = 1 << 20
-
-
-def file_name(ts: float, taken: set[str]) -> str:
-    stem = "capture_" + time.strftime("%Y%m%d_%H%M%S", time.gmtime(ts))
-    name, n = f"{stem}.pcap", 0
-    while name in taken:
-        n += 1
-        name = f"{stem}_{n}.pcap"
-    return name
 
 
 class Rotator:
@@ -45,11 +36,11 @@ class Rotator:
         self.size = 0
         self.started = 0.0
         self.packets = 0
-        self.taken = {p.name for p in directory.glob("capture_*.pcap")}
+        self.taken = {p.name for p in LogsDir(directory).capture_files()}
 
     def _open(self, ts: float) -> None:
         self.close()
-        self.name = file_name(ts, self.taken)
+        self.name = LogsDir.capture_name(ts, self.taken)
         self.taken.add(self.name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         self.fd = os.open(self.directory / self.name, flags, FILE_MODE)

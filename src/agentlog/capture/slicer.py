@@ -17,7 +17,6 @@ from pathlib import Path
 from agentlog.errors import UserError
 from agentlog.logsdir import LogsDir
 
-_FILE_ORDER = re.compile(r"capture_(\d{8}_\d{6})(?:_(\d+))?\.pcap$")
 _TOOLS = ("tcpdump", "mergecap", "editcap", "tshark")
 
 
@@ -69,21 +68,16 @@ def _last_timestamp(exchange: dict) -> str:
     )
 
 
-def file_order(name: str) -> tuple[str, int]:
-    m = _FILE_ORDER.search(name)
-    return (m.group(1), int(m.group(2) or 0)) if m else ("", 0)
-
-
 def files_between(logs: LogsDir, first: str, last_timestamp: str) -> list[Path]:
     """`first` and the capture files opened after it, up to the last event's time
     (RFC 3339): a connection may outlive a rotation."""
-    start = file_order(first)
+    order = LogsDir.capture_order
+    start = order(first)
     until = re.sub(r"[^0-9T]", "", last_timestamp)[:15].replace("T", "_")
-    names = sorted((p.name for p in logs.root.glob("capture_*.pcap")), key=file_order)
     return [
-        logs.root / n
-        for n in names
-        if file_order(n) >= start and (file_order(n) == start or file_order(n)[0] <= until)
+        path
+        for path in logs.capture_files()
+        if order(path.name) >= start and (order(path.name) == start or order(path.name)[0] <= until)
     ]
 
 
@@ -138,8 +132,8 @@ def write_slice(logs: LogsDir, exchanges: Iterable[dict], out: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="agentlog-pcap-") as tmp:
         work = Path(tmp)
         parts = []
-        last = max(_last_timestamp(x) for x in exchanges)
-        for i, source in enumerate(files_between(logs, min(starts, key=file_order), last)):
+        first, last = min(starts, key=LogsDir.capture_order), max(map(_last_timestamp, exchanges))
+        for i, source in enumerate(files_between(logs, first, last)):
             part = work / f"part{i}.pcap"
             _run("tcpdump", "-r", source, "-w", part, bpf)
             parts.append(part)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mitmproxy.net import encoding
 
-from agentlog.logsdir import JOURNAL_MODE
+from agentlog.logsdir import JOURNAL_MODE, LogsDir
 from agentlog.redact import Redactor
 
 
@@ -39,8 +39,9 @@ def store(root: Path, body: Body, redactor: Redactor, stored: set[str]) -> str:
     `stored` remembers names already on disk, to spare a stat() per repeat."""
     clean = redactor.body(decoded(body), body.content_type, body.secrets)
     name = hashlib.sha256(clean).hexdigest()
-    directory = root / "bodies" / name[:2]
-    path = directory / name
+    ref = LogsDir.body_ref(name)
+    path = root / ref
+    directory = path.parent
     if name not in stored and not path.exists():
         directory.mkdir(exist_ok=True)
         tmp = directory / f".{name}.{os.getpid()}.tmp"
@@ -50,4 +51,4 @@ def store(root: Path, body: Body, redactor: Redactor, stored: set[str]) -> str:
         os.replace(tmp, path)
     if len(stored) < 100_000:
         stored.add(name)
-    return f"bodies/{name[:2]}/{name}"
+    return ref

@@ -3,15 +3,12 @@
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import NamedTuple
 
-# Body references are written by the proxy, but the journal is read here as
-# data: only a well-formed bodies/xx/<sha256> is ever opened.
-_BODY_REF = re.compile(r"bodies/([0-9a-f]{2})/\1[0-9a-f]{62}")
+from agentlog.logsdir import LogsDir
 
 # Events that close an exchange; their fields are merged under their own name.
 CLOSING_EVENTS = ("response", "error", "blocked", "websocket")
@@ -136,9 +133,11 @@ def events(path: Path) -> Iterator[dict]:
         if not line.endswith(b"\n"):
             return
         try:
-            yield json.loads(line)
+            event = json.loads(line)
         except ValueError:
             continue
+        if isinstance(event, dict):  # valid JSON but not an object is garbled too
+            yield event
 
 
 def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
@@ -149,9 +148,11 @@ def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
     names. A streamed request's size and body ref arrive with its closing
     event and are lifted into the request part (from the first closing event
     that has them). A closing event whose request is not in `exchanges` is
-    dropped: the request is written first.
+    dropped (the request is written first), and so is an event without an id.
     """
     kind, id = event.get("event"), event.get("id")
+    if not isinstance(id, str):
+        return None
     if kind in ("request", "tls_failed"):
         exchanges[id] = dict(event)
         return exchanges[id]
@@ -181,9 +182,10 @@ def find(merged: dict[str, dict], prefix: str) -> list[dict]:
 
 def read_body(root: Path, ref: object) -> bytes | None:
     """The stored body a record refers to, or None (no body, a bad ref, a missing file)."""
-    if not isinstance(ref, str) or not _BODY_REF.fullmatch(ref):
+    path = LogsDir(root).body_file(ref)
+    if path is None:
         return None
     try:
-        return (root / ref).read_bytes()
+        return path.read_bytes()
     except OSError:
         return None

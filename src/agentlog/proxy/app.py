@@ -73,7 +73,7 @@ def upstream_trust(logs: LogsDir, extra_ca: Path | None) -> Path:
         import certifi
 
         system = Path(certifi.where())
-    bundle = logs.mitmproxy_confdir / "upstream-trust.pem"
+    bundle = logs.upstream_trust
     parts = [system.read_bytes()]
     if extra_ca is not None:
         try:
