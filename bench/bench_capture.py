@@ -69,12 +69,10 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -83,8 +81,22 @@ import time
 from pathlib import Path
 
 import bench_proxy as bp
+from common import (
+    BIN,
+    HOST,
+    ROOT,
+    announce,
+    cpu_text,
+    fmt,
+    free_port,
+    load_parser,
+    median,
+    stat_fields,
+    verdict,
+    wait_file_text,
+    write_results,
+)
 
-ROOT = bp.ROOT
 RESULTS = ROOT / "bench" / "results" / "capture.json"
 PLAIN, CAPTURE = "agentlog", "agentlog+capture"
 SETUPS = (PLAIN, CAPTURE)
@@ -102,8 +114,7 @@ from tests.netns import AgentNamespace, can_make_namespaces  # noqa: E402
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
+        return stat_fields(f"/proc/{pid}/stat")
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
 
@@ -160,12 +171,6 @@ def _host_cpu() -> tuple[int, int]:
     return total - idle, total
 
 
-def _free_port(ip: str) -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
-
 def _used_subnets() -> set[int]:
     out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
     return {int(m) for m in re.findall(r"\b10\.231\.(\d+)\.\d+/", out)}
@@ -210,10 +215,10 @@ class CaptureBench(bp.Bench):
     def start_proxy(self, setup: str) -> None:
         ns = self.ns[setup]
         self.lives += 1
-        port = _free_port(ns.host_ip)
+        port = free_port(ns.host_ip)
         logs = self.tmp / f"{setup.replace('+', '-')}-{self.lives}-logs"
         cmd = [
-            str(bp.BIN / "agentlog"),
+            str(BIN / "agentlog"),
             "proxy",
             "--logs",
             str(logs),
@@ -222,7 +227,7 @@ class CaptureBench(bp.Bench):
             "--upstream-ca",
             str(self.ca_file),
             "--allow",
-            bp.HOST,
+            HOST,
         ]
         if setup == CAPTURE:
             cmd += ["--capture", ns.host_if]
@@ -234,7 +239,7 @@ class CaptureBench(bp.Bench):
             stderr=err.open("w"),
             start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
         )
-        bp._wait_file_text(err, "listening on", proc, 30)
+        wait_file_text(err, "listening on", proc, 30)
         self.logs[setup] = logs
         self.targets[setup] = {
             "host": ns.host_ip,
@@ -358,31 +363,30 @@ def _us_per_req(res: dict, key: str) -> float:
 
 
 def _summarize(runs: list[dict]) -> dict:
-    med = bp._median
     out = {
-        "rps": med([x["rps"] for x in runs]),
-        "p50_ms": med([x["p50_ms"] for x in runs]),
-        "p99_ms": med([x["p99_ms"] for x in runs]),
+        "rps": median([x["rps"] for x in runs]),
+        "p50_ms": median([x["p50_ms"] for x in runs]),
+        "p99_ms": median([x["p99_ms"] for x in runs]),
         "errors": sum(x["errors"] for x in runs),
         "requests": sum(x["requests"] for x in runs),
-        "host_busy_pct": med([x["host_busy_pct"] for x in runs]),
+        "host_busy_pct": median([x["host_busy_pct"] for x in runs]),
     }
     for key in ("proxy", *CHILDREN, "upstream", "client"):
-        out[f"{key}_cpu_pct"] = med([x["cpu_pct"].get(key, float("nan")) for x in runs])
-        out[f"{key}_us_per_req"] = med([_us_per_req(x, key) for x in runs])
-    out["other_pct"] = med([x["other_pct"] for x in runs])
-    out["proxy_preemptions_per_s"] = med([x["proxy_preemptions_per_s"] for x in runs])
-    out["proxy_sys_share_pct"] = med([x["sys_share_pct"]["proxy"] for x in runs])
+        out[f"{key}_cpu_pct"] = median([x["cpu_pct"].get(key, float("nan")) for x in runs])
+        out[f"{key}_us_per_req"] = median([_us_per_req(x, key) for x in runs])
+    out["other_pct"] = median([x["other_pct"] for x in runs])
+    out["proxy_preemptions_per_s"] = median([x["proxy_preemptions_per_s"] for x in runs])
+    out["proxy_sys_share_pct"] = median([x["sys_share_pct"]["proxy"] for x in runs])
     out["proxy_user_us_per_req"] = out["proxy_us_per_req"] * (1 - out["proxy_sys_share_pct"] / 100)
     out["proxy_sys_us_per_req"] = out["proxy_us_per_req"] * out["proxy_sys_share_pct"] / 100
-    out["total_us_per_req"] = med(
+    out["total_us_per_req"] = median(
         [sum(_us_per_req(x, k) for k in ("proxy", *CHILDREN) if k in x["cpu_pct"]) for x in runs]
     )
     return out
 
 
 def _load_line(label: str, setup: str, res: dict) -> str:
-    cpu = bp._cpu_text(res["cpu_pct"])
+    cpu = cpu_text(res["cpu_pct"])
     return (
         f"{label} {setup:17s} {res['rps']:7.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
         f"p99 {res['p99_ms']:6.2f} ms  cpu: {cpu}  other {res['other_pct']:.0f}%  "
@@ -465,7 +469,7 @@ def run(args: argparse.Namespace) -> dict:
     # drift of a shared VM's speed; the ratio of the two medians does not (reported
     # too). The spread of the per-round ratios shows the noise.
     paired = [x["rps"] / y["rps"] for x, y in zip(raw[CAPTURE], raw[PLAIN], strict=True)]
-    ratio = bp._median(paired)
+    ratio = median(paired)
     result = {
         "raw": raw,
         "medians": medians,
@@ -520,7 +524,7 @@ def _drops_line(label: str, d: dict) -> str:
 
 def report(result: dict, args: argparse.Namespace) -> None:
     med = result["medians"]
-    f = bp._fmt
+    f = fmt
     print()
     print(
         f"medians of {args.rounds} rounds; load: {args.conns} keep-alive connections, "
@@ -571,7 +575,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
     print()
     print(
         f"capture rps / no-capture rps       {ratio:7.3f}   (target >= {RATIO_TARGET})  "
-        f"{bp._verdict(ok['capture_rps_ratio'])}   (median; per round: "
+        f"{verdict(ok['capture_rps_ratio'])}   (median; per round: "
         + " ".join(f"{v:.3f}" for v in result["ratio_per_round"])
         + ")"
     )
@@ -590,7 +594,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
         key = f"dropped_by_kernel_{label}"
         print(
             f"dropped packets, {label:5s}             {drop['dropped_by_kernel']!s:>7s}   "
-            f"(target 0)     {bp._verdict(ok[key])}   captured {drop['captured']}, "
+            f"(target 0)     {verdict(ok[key])}   captured {drop['captured']}, "
             f"received by filter {drop['received_by_filter']}, in pcap files "
             f"{drop['pcap_packets']}"
         )
@@ -606,7 +610,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = bp.load_parser(__doc__)
+    p = load_parser(__doc__)
     p.add_argument(
         "--burst-conns", type=int, default=32, help="connections of the burst (default 32)"
     )
@@ -659,13 +663,7 @@ def main() -> int:
     if shutil.which("tcpdump") is None:
         print("bench_capture: needs tcpdump on PATH", file=sys.stderr)
         return 2
-    command = shlex.join(sys.orig_argv)
-    print(f"$ {command}")
-    print(
-        f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        flush=True,
-    )
+    command = announce()
     # Hard stop: whatever happens, the script ends by itself (cleanup runs in finally).
     runs = 2 * args.rounds + (2 if args.burst_seconds > 0 else 0)
     budget = 2 * (args.seconds + args.burst_seconds) * 1.5 + runs * (args.warmup + 10) + 120
@@ -684,31 +682,10 @@ def main() -> int:
     finally:
         signal.alarm(0)
     report(result, args)
-    try:
-        from importlib.metadata import version
-
-        mitmproxy_version = version("mitmproxy")
-    except Exception:  # noqa: BLE001
-        mitmproxy_version = None
     tcpdump_version = subprocess.run(
         ["tcpdump", "--version"], capture_output=True, text=True
     ).stdout.splitlines()[:2]
-    document = {
-        "command": command,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "mitmproxy": mitmproxy_version,
-            "tcpdump": tcpdump_version,
-        },
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        **result,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(bp._no_nan(document), indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(args.output, command, started, args, result, tcpdump=tcpdump_version)
     return 0
 
 

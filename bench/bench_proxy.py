@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -46,14 +45,29 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from common import (
+    BIN,
+    HOST,
+    ROOT,
+    announce,
+    cpu_share,
+    cpu_snapshot,
+    cpu_text,
+    fmt,
+    free_port,
+    load_parser,
+    median,
+    percentile,
+    verdict,
+    wait_file_text,
+    wait_port,
+    write_results,
+)
+
 RESULTS = ROOT / "bench" / "results" / "latest.json"
-HOST = "127.0.0.1"
 SETUPS = ("direct", "mitmdump", "agentlog")
 STREAM_SETUP = "mitmdump-stream"  # optional: mitmdump --set stream_large_bodies=1
 CLIENT_FLAG = "--_client"  # internal: run the load generator with a JSON job
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # ---------------------------------------------------------------------------
 # The client (runs in a child process: `bench_proxy.py --_client JOB_JSON`)
@@ -167,34 +181,6 @@ async def _open(job: dict) -> _Conn:
     return conn
 
 
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user+system, all threads) used so far by process `pid`."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
-    snap = {name: _proc_cpu(pid) for name, pid in pids.items()}
-    snap["client"] = time.process_time()
-    return snap
-
-
-def _cpu_text(cpu: dict) -> str:
-    return " ".join(f"{k} {v:.0f}%" for k, v in cpu.items())
-
-
-def _cpu_share(before: dict[str, float], after: dict[str, float], wall: float) -> dict:
-    return {k: round(100 * (after[k] - before[k]) / wall, 1) for k in before}
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
-
-
 async def _load(job: dict) -> dict:
     """`conns` connections, each doing sequential GETs, for warmup + seconds."""
     request = f"GET /hello HTTP/1.1\r\nHost: {HOST}:{job['upstream_port']}\r\n\r\n".encode()
@@ -223,9 +209,9 @@ async def _load(job: dict) -> dict:
 
     async def cpu_probe() -> None:
         await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        cpu["start"] = _cpu_snapshot(job["pids"])
+        cpu["start"] = cpu_snapshot(job["pids"])
         await asyncio.sleep(max(0.0, end - time.perf_counter()))
-        cpu["end"] = _cpu_snapshot(job["pids"])
+        cpu["end"] = cpu_snapshot(job["pids"])
 
     await asyncio.gather(cpu_probe(), *(worker(c) for c in conns))
     in_window = sorted(t1 - t0 for t0, t1 in samples if t1 <= end)
@@ -233,11 +219,11 @@ async def _load(job: dict) -> dict:
     return {
         "requests": len(in_window),
         "rps": len(in_window) / wall,
-        "p50_ms": _percentile(in_window, 0.50) * 1000,
-        "p99_ms": _percentile(in_window, 0.99) * 1000,
+        "p50_ms": percentile(in_window, 0.50) * 1000,
+        "p99_ms": percentile(in_window, 0.99) * 1000,
         "errors": errors,
         "reconnects": reconnects,
-        "cpu_pct": _cpu_share(cpu["start"], cpu["end"], wall),
+        "cpu_pct": cpu_share(cpu["start"], cpu["end"], wall),
     }
 
 
@@ -283,38 +269,6 @@ def client_main(job: dict) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout}s")
-
-
-def _wait_file_text(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        content = path.read_text(errors="replace") if path.exists() else ""
-        for line in content.splitlines():
-            if text in line:
-                return line
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{content}")
-        time.sleep(0.05)
-    raise RuntimeError(f"{path} never said {text!r}")
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args = args
@@ -339,7 +293,7 @@ class Bench:
         if getattr(self.args, "stream_baseline", False):
             self._start_mitmdump(STREAM_SETUP, ca_file, "--set", "stream_large_bodies=1")
 
-        port = _free_port()
+        port = free_port()
         self.logs = self.tmp / "agentlog-logs"
         al = self._spawn(
             "agentlog",
@@ -358,7 +312,7 @@ class Bench:
             stdout=subprocess.DEVNULL,
             stderr=(self.tmp / "agentlog.err").open("w"),
         )
-        _wait_file_text(self.tmp / "agentlog.err", "listening on", al, 30)
+        wait_file_text(self.tmp / "agentlog.err", "listening on", al, 30)
         self.targets["agentlog"] = {
             "port": port,
             "cafile": str(self.logs / "ca.crt"),
@@ -384,14 +338,14 @@ class Bench:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        line = _wait_file_text(self.tmp / "upstream.out", '"port"', up, 20)
+        line = wait_file_text(self.tmp / "upstream.out", '"port"', up, 20)
         upstream_port = json.loads(line)["port"]
         self.upstream_port = upstream_port
         self.targets["direct"] = {"port": upstream_port, "cafile": str(ca_file), "proxied": False}
         return ca_file
 
     def _start_mitmdump(self, name: str, ca_file: Path, *extra: str) -> None:
-        port = _free_port()
+        port = free_port()
         confdir = self.tmp / f"{name}-conf"
         confdir.mkdir()
         proc = self._spawn(
@@ -414,7 +368,7 @@ class Bench:
             stdout=(self.tmp / f"{name}.out").open("w"),
             stderr=subprocess.STDOUT,
         )
-        _wait_port(port, proc, 30)
+        wait_port(port, proc, 30)
         cafile = confdir / "mitmproxy-ca-cert.pem"
         self.targets[name] = {"port": port, "cafile": str(cafile), "proxied": True}
 
@@ -456,21 +410,6 @@ class Bench:
 # ---------------------------------------------------------------------------
 
 
-def _median(values: list[float]) -> float:
-    values = [v for v in values if v == v]  # drop NaN
-    return statistics.median(values) if values else float("nan")
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    if value is None or value != value:
-        return "-"
-    return f"{value:.{digits}f}"
-
-
-def _verdict(ok: bool | None) -> str:
-    return "-" if ok is None else "ok" if ok else "MISSED"
-
-
 def run(args: argparse.Namespace) -> dict:
     rounds = args.rounds
     per_round = args.seconds / rounds
@@ -498,7 +437,7 @@ def run(args: argparse.Namespace) -> dict:
                 print(
                     f"round {r + 1} load   {setup:15s} {res['rps']:8.0f} req/s  "
                     f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms  "
-                    f"cpu: {_cpu_text(res['cpu_pct'])}  errors {res['errors']}",
+                    f"cpu: {cpu_text(res['cpu_pct'])}  errors {res['errors']}",
                     flush=True,
                 )
             if serial_per_round > 0:
@@ -510,7 +449,7 @@ def run(args: argparse.Namespace) -> dict:
                     print(
                         f"round {r + 1} serial {setup:15s} {res['rps']:8.0f} req/s  "
                         f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms  "
-                        f"cpu: {_cpu_text(res['cpu_pct'])}",
+                        f"cpu: {cpu_text(res['cpu_pct'])}",
                         flush=True,
                     )
             if sse_runs_per_round > 0:
@@ -543,21 +482,21 @@ def run(args: argparse.Namespace) -> dict:
     for setup in setups:
         load, serial, sse = raw[setup]["load"], raw[setup]["serial"], raw[setup]["sse"]
         medians[setup] = {
-            "rps": _median([x["rps"] for x in load]),
-            "p50_ms": _median([x["p50_ms"] for x in load]),
-            "p99_ms": _median([x["p99_ms"] for x in load]),
-            "serial_p50_ms": _median([x["p50_ms"] for x in serial]),
-            "serial_p99_ms": _median([x["p99_ms"] for x in serial]),
-            "sse_first_event_ms": _median([v for x in sse for v in x["cold_all_ms"]]),
-            "sse_first_event_warm_ms": _median([v for x in sse for v in x["warm_all_ms"]]),
-            "proxy_cpu_pct": _median([x["cpu_pct"].get("proxy", float("nan")) for x in load]),
+            "rps": median([x["rps"] for x in load]),
+            "p50_ms": median([x["p50_ms"] for x in load]),
+            "p99_ms": median([x["p99_ms"] for x in load]),
+            "serial_p50_ms": median([x["p50_ms"] for x in serial]),
+            "serial_p99_ms": median([x["p99_ms"] for x in serial]),
+            "sse_first_event_ms": median([v for x in sse for v in x["cold_all_ms"]]),
+            "sse_first_event_warm_ms": median([v for x in sse for v in x["warm_all_ms"]]),
+            "proxy_cpu_pct": median([x["cpu_pct"].get("proxy", float("nan")) for x in load]),
             # CPU the proxy burns per request (all threads): less noisy than req/s when
             # other processes steal CPU, since it does not depend on how much CPU it got
-            "proxy_cpu_us_per_req": _median(
+            "proxy_cpu_us_per_req": median(
                 [x["cpu_pct"].get("proxy", float("nan")) / 100 / x["rps"] * 1e6 for x in load]
             ),
-            "upstream_cpu_pct": _median([x["cpu_pct"]["upstream"] for x in load]),
-            "client_cpu_pct": _median([x["cpu_pct"]["client"] for x in load]),
+            "upstream_cpu_pct": median([x["cpu_pct"]["upstream"] for x in load]),
+            "client_cpu_pct": median([x["cpu_pct"]["client"] for x in load]),
             "errors": sum(x["errors"] for kind in raw[setup].values() for x in kind),
         }
     a, m, d = medians["agentlog"], medians["mitmdump"], medians["direct"]
@@ -617,22 +556,22 @@ def report(result: dict, args: argparse.Namespace) -> None:
     for setup in med:
         m = med[setup]
         print(
-            f"{setup:15s} {_fmt(m['rps'], 0):>8s} {_fmt(m['p50_ms']):>7s} {_fmt(m['p99_ms']):>7s} "
-            f"{_fmt(m['serial_p50_ms']):>7s} {_fmt(m['serial_p99_ms']):>7s} "
-            f"{_fmt(m['sse_first_event_ms']):>8s} {_fmt(m['sse_first_event_warm_ms']):>8s} "
-            f"{_fmt(m['proxy_cpu_pct'], 0):>7s} {_fmt(m['proxy_cpu_us_per_req'], 0):>7s} "
-            f"{_fmt(m['upstream_cpu_pct'], 0):>7s} "
-            f"{_fmt(m['client_cpu_pct'], 0):>7s}"
+            f"{setup:15s} {fmt(m['rps'], 0):>8s} {fmt(m['p50_ms']):>7s} {fmt(m['p99_ms']):>7s} "
+            f"{fmt(m['serial_p50_ms']):>7s} {fmt(m['serial_p99_ms']):>7s} "
+            f"{fmt(m['sse_first_event_ms']):>8s} {fmt(m['sse_first_event_warm_ms']):>8s} "
+            f"{fmt(m['proxy_cpu_pct'], 0):>7s} {fmt(m['proxy_cpu_us_per_req'], 0):>7s} "
+            f"{fmt(m['upstream_cpu_pct'], 0):>7s} "
+            f"{fmt(m['client_cpu_pct'], 0):>7s}"
         )
     r, ok = result["ratios"], result["targets_met"]
     print()
     print(
         f"agentlog rps / mitmdump rps        {r['agentlog_rps_over_mitmdump']:7.3f}   "
-        f"(target >= 0.9)   {_verdict(ok['agentlog_rps_over_mitmdump'])}"
+        f"(target >= 0.9)   {verdict(ok['agentlog_rps_over_mitmdump'])}"
     )
     print(
         f"agentlog p50 - mitmdump p50        {r['agentlog_p50_minus_mitmdump_ms']:+7.2f} ms "
-        f"(target <= 1 ms)  {_verdict(ok['agentlog_p50_minus_mitmdump_ms'])}"
+        f"(target <= 1 ms)  {verdict(ok['agentlog_p50_minus_mitmdump_ms'])}"
     )
     print(
         f"  same, 1 connection               {r['agentlog_serial_p50_minus_mitmdump_ms']:+7.2f} ms"
@@ -643,7 +582,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
     )
     print(
         f"agentlog sse 1st event - direct    {r['agentlog_sse_minus_direct_ms']:+7.2f} ms "
-        f"(target <= 20 ms) {_verdict(ok['agentlog_sse_minus_direct_ms'])}"
+        f"(target <= 20 ms) {verdict(ok['agentlog_sse_minus_direct_ms'])}"
     )
     print(f"  mitmdump sse 1st event - direct  {r['mitmdump_sse_minus_direct_ms']:+7.2f} ms")
     if "mitmdump_stream_rps_over_mitmdump" in r:
@@ -657,29 +596,6 @@ def report(result: dict, args: argparse.Namespace) -> None:
     if errors:
         print(f"NON-200 / failed responses: {errors}")
     print(f"agentlog journal lines written: {result['agentlog_journal_lines']}")
-
-
-def load_parser(doc: str) -> argparse.ArgumentParser:
-    """The options every load benchmark here shares."""
-    p = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--seconds",
-        type=float,
-        default=10.0,
-        help="load-test time per setup, split over the rounds (default 10)",
-    )
-    p.add_argument("--rounds", type=int, default=3, help="rounds, setups alternating (default 3)")
-    p.add_argument("--conns", type=int, default=8, help="concurrent keep-alive connections")
-    p.add_argument(
-        "--warmup",
-        type=float,
-        default=0.5,
-        help="unmeasured seconds before each load phase (default 0.5)",
-    )
-    return p
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -733,17 +649,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _no_nan(value: object) -> object:
-    """NaN (a metric that was skipped) -> null: keep the JSON strict."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_no_nan(v) for v in value]
-    return value
-
-
 def _out_of_time(signum: int, frame: object) -> None:
     raise TimeoutError("bench_proxy: over its time budget, stopping")
 
@@ -753,13 +658,7 @@ def main() -> int:
         client_main(json.loads(sys.argv[2]))
         return 0
     args = parse_args(sys.argv[1:])
-    command = shlex.join(sys.orig_argv)
-    print(f"$ {command}")
-    print(
-        f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        flush=True,
-    )
+    command = announce()
     # Hard stop: whatever happens, the script ends by itself.
     per_setup = args.seconds + args.serial_seconds + args.sse_seconds
     budget = 3 * per_setup * 1.5 + args.rounds * 3 * 3 * (args.warmup + 10) + 60
@@ -769,27 +668,7 @@ def main() -> int:
     result = run(args)
     signal.alarm(0)
     report(result, args)
-    try:
-        from importlib.metadata import version
-
-        mitmproxy_version = version("mitmproxy")
-    except Exception:  # noqa: BLE001
-        mitmproxy_version = None
-    document = {
-        "command": command,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "mitmproxy": mitmproxy_version,
-        },
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        **result,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(_no_nan(document), indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(args.output, command, started, args, result)
     return 0
 
 
