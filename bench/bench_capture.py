@@ -29,8 +29,8 @@ and stays on 127.0.0.1. No other address is ever used.
 Metrics, per setup:
 
   load    requests/s and p50/p99 latency of `GET /hello` over --conns keep-alive
-          HTTPS connections through CONNECT tunnels (the load client of
-          bench_proxy.py, run inside the namespace)
+          HTTPS connections through CONNECT tunnels (bench/loadgen.py, run
+          inside the namespace)
   CPU     from /proc during each load window: the proxy process (all threads),
           and separately its children tcpdump and the rotator (the capturing
           proxy's `capture` pipeline; found by their ppid); reported in % and in
@@ -81,6 +81,7 @@ import time
 from pathlib import Path
 
 import bench_proxy as bp
+import loadgen
 from common import (
     BIN,
     HOST,
@@ -260,7 +261,7 @@ class CaptureBench(bp.Bench):
             self.seen_children.setdefault(pid, _start_time(pid))
 
     def client(self, setup: str, kind: str, **fields) -> dict:
-        """One load-client run inside the setup's namespace (bench_proxy --_client)."""
+        """One loadgen run inside the setup's namespace."""
         self.check_alive()
         proxy = self.procs[setup].pid
         pids = {"proxy": proxy, "upstream": self.procs["upstream"].pid}
@@ -272,14 +273,11 @@ class CaptureBench(bp.Bench):
                 for pid in kids.values():
                     os.sched_setaffinity(pid, self.args.pin_cpus["rest"])
         job = {**self.targets[setup], "kind": kind, "pids": pids, **fields}
-        cmd = [sys.executable, str(Path(bp.__file__).resolve()), bp.CLIENT_FLAG, json.dumps(job)]
-        if self.args.pin:
-            cmd = ["taskset", "-c", self.args.pin_map["client"], *cmd]
-        limit = job["seconds"] + job.get("warmup", 0) + 30
+        cmd = self.client_command(job)
         busy0, total0 = _host_cpu()
         us0 = {k: _user_sys(pid) for k, pid in pids.items() if k != "upstream"}
         pre0, t0 = _preemptions(proxy), time.monotonic()
-        done = self.ns[setup].run(*cmd, check=False, timeout=limit)
+        done = self.ns[setup].run(*cmd, check=False, timeout=loadgen.timeout(job))
         pre1, t1 = _preemptions(proxy), time.monotonic()
         us1 = {k: _user_sys(pid) for k, pid in pids.items() if k != "upstream"}
         busy1, total1 = _host_cpu()

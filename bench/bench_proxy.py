@@ -19,8 +19,8 @@ Metrics (each measured in rounds, the setups alternating, medians reported):
           lazily, so this includes the upstream TCP+TLS handshake), "warm" the
           second request on the same tunnel
 
-The load generator is a small asyncio Protocol client (no httpx) running in its
-own process; the upstream and each proxy are separate processes too.
+The load generator (bench/loadgen.py) is a small asyncio Protocol client (no
+httpx) running in its own process; the upstream and each proxy are separate processes too.
 Everything talks to 127.0.0.1 only. Results: a table on stdout and
 bench/results/latest.json.
 
@@ -30,34 +30,28 @@ Run:  .venv/bin/python bench/bench_proxy.py [--seconds 10] [--rounds 3] [--conns
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shlex
 import shutil
 import signal
-import socket
-import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import loadgen
 from common import (
     BIN,
     HOST,
     ROOT,
     announce,
-    cpu_share,
-    cpu_snapshot,
     cpu_text,
     fmt,
     free_port,
     load_parser,
     median,
-    percentile,
     verdict,
     wait_file_text,
     wait_port,
@@ -67,202 +61,6 @@ from common import (
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 SETUPS = ("direct", "mitmdump", "agentlog")
 STREAM_SETUP = "mitmdump-stream"  # optional: mitmdump --set stream_large_bodies=1
-CLIENT_FLAG = "--_client"  # internal: run the load generator with a JSON job
-
-# ---------------------------------------------------------------------------
-# The client (runs in a child process: `bench_proxy.py --_client JOB_JSON`)
-# ---------------------------------------------------------------------------
-
-
-class _Conn(asyncio.Protocol):
-    """One HTTP/1.1 connection: a CONNECT answer or one response at a time.
-
-    Completion is detected in data_received and time-stamped there, so the
-    latency does not include the client's own task scheduling.
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.BaseTransport | None = None
-        self.buf = bytearray()
-        self.waiter: asyncio.Future[None] | None = None
-        self.expect = ""  # "connect" | "response"
-        self.done_at = 0.0
-        self.first_data_at = 0.0
-        self.status_ok = True
-        self.must_close = False  # the server said `connection: close`
-        self.lost: BaseException | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost = exc or ConnectionError("connection closed")
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(self.lost)
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if self.waiter is None or self.waiter.done():
-            return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        if self.expect == "connect":
-            self.status_ok = buf.startswith(b"HTTP/1.1 200") or buf.startswith(b"HTTP/1.0 200")
-            del buf[:]
-            self._finish()
-            return
-        if not self.first_data_at and buf.find(b"data:", end) >= 0:
-            self.first_data_at = time.perf_counter()
-        head = bytes(buf[:end]).lower()
-        i = head.find(b"\r\ncontent-length:")
-        if i >= 0:
-            j = head.find(b"\r\n", i + 2)
-            length = int(head[i + 17 : j if j >= 0 else len(head)])
-            if len(buf) < end + 4 + length:
-                return
-            rest = buf[end + 4 + length :]
-        elif b"\r\ntransfer-encoding: chunked" in head:
-            if not buf.endswith(b"\r\n0\r\n\r\n") and buf[end + 4 :] != b"0\r\n\r\n":
-                return
-            rest = b""
-        else:  # no body (e.g. 204); good enough for this benchmark
-            rest = buf[end + 4 :]
-        self.status_ok = buf.startswith(b"HTTP/1.1 200")
-        if b"\r\nconnection: close" in head:
-            self.must_close = True
-        self.buf = bytearray(rest)
-        self._finish()
-
-    def _finish(self) -> None:
-        self.done_at = time.perf_counter()
-        assert self.waiter is not None
-        self.waiter.set_result(None)
-
-    async def roundtrip(self, data: bytes, expect: str = "response") -> float:
-        """Send `data`, wait for the whole answer; return the send time."""
-        if self.lost is not None:
-            raise self.lost
-        self.expect = expect
-        self.first_data_at = 0.0
-        self.waiter = asyncio.get_running_loop().create_future()
-        t0 = time.perf_counter()
-        self.transport.write(data)  # type: ignore[union-attr]
-        await self.waiter
-        return t0
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def _open(job: dict) -> _Conn:
-    """A TLS connection to the upstream, directly or through a CONNECT tunnel."""
-    loop = asyncio.get_running_loop()
-    ctx = ssl.create_default_context(cafile=job["cafile"])
-    ctx.set_alpn_protocols(["http/1.1"])
-    # "host": where to connect (default 127.0.0.1); the upstream is always on HOST
-    transport, conn = await loop.create_connection(_Conn, job.get("host", HOST), job["port"])
-    if job["proxied"]:
-        target = f"{HOST}:{job['upstream_port']}"
-        await conn.roundtrip(
-            f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode(), "connect"
-        )
-        if not conn.status_ok:
-            raise RuntimeError(f"CONNECT refused by the proxy on port {job['port']}")
-    tls = await loop.start_tls(transport, conn, ctx, server_hostname=HOST)
-    if tls is None:
-        raise RuntimeError("TLS handshake failed")
-    conn.transport = tls
-    return conn
-
-
-async def _load(job: dict) -> dict:
-    """`conns` connections, each doing sequential GETs, for warmup + seconds."""
-    request = f"GET /hello HTTP/1.1\r\nHost: {HOST}:{job['upstream_port']}\r\n\r\n".encode()
-    conns = await asyncio.gather(*(_open(job) for _ in range(job["conns"])))
-    start = time.perf_counter() + job["warmup"]
-    end = start + job["seconds"]
-    samples: list[tuple[float, float]] = []
-    errors = reconnects = 0
-    cpu: dict[str, dict[str, float]] = {}
-
-    async def worker(conn: _Conn) -> None:
-        # hypercorn ends a connection after 1000 requests (keep_alive_max_requests),
-        # with `connection: close`, which the proxies pass on: dial again then.
-        nonlocal errors, reconnects
-        while time.perf_counter() < end:
-            if conn.must_close:
-                conn.close()
-                conn = await _open(job)
-                reconnects += 1
-            t0 = await conn.roundtrip(request)
-            if not conn.status_ok:
-                errors += 1
-            if conn.done_at >= start:
-                samples.append((t0, conn.done_at))
-        conn.close()
-
-    async def cpu_probe() -> None:
-        await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        cpu["start"] = cpu_snapshot(job["pids"])
-        await asyncio.sleep(max(0.0, end - time.perf_counter()))
-        cpu["end"] = cpu_snapshot(job["pids"])
-
-    await asyncio.gather(cpu_probe(), *(worker(c) for c in conns))
-    in_window = sorted(t1 - t0 for t0, t1 in samples if t1 <= end)
-    wall = end - start
-    return {
-        "requests": len(in_window),
-        "rps": len(in_window) / wall,
-        "p50_ms": percentile(in_window, 0.50) * 1000,
-        "p99_ms": percentile(in_window, 0.99) * 1000,
-        "errors": errors,
-        "reconnects": reconnects,
-        "cpu_pct": cpu_share(cpu["start"], cpu["end"], wall),
-    }
-
-
-async def _sse(job: dict) -> dict:
-    """Fresh tunnel per run; two SSE requests on it (cold, then warm)."""
-    path = job["sse_path"]
-    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{job['upstream_port']}\r\n\r\n".encode()
-    deadline = time.perf_counter() + job["seconds"]
-    cold: list[float] = []
-    warm: list[float] = []
-    errors = 0
-    for _ in range(job["runs"]):
-        if time.perf_counter() >= deadline:
-            break
-        conn = await _open(job)
-        try:
-            for bucket in (cold, warm):
-                t0 = await conn.roundtrip(request)
-                if not conn.status_ok or not conn.first_data_at:
-                    errors += 1
-                    continue
-                bucket.append((conn.first_data_at - t0) * 1000)
-        finally:
-            conn.close()
-    return {
-        "runs": len(cold),
-        "cold_ms": statistics.median(cold) if cold else float("nan"),
-        "warm_ms": statistics.median(warm) if warm else float("nan"),
-        "cold_all_ms": [round(v, 3) for v in cold],
-        "warm_all_ms": [round(v, 3) for v in warm],
-        "errors": errors,
-    }
-
-
-def client_main(job: dict) -> None:
-    kind = job["kind"]
-    result = asyncio.run(_sse(job) if kind == "sse" else _load(job))
-    print(json.dumps(result), flush=True)
-
 
 # ---------------------------------------------------------------------------
 # The orchestrator
@@ -391,17 +189,21 @@ class Bench:
 
     # -- one measurement ------------------------------------------------
 
+    def client_command(self, job: dict) -> list[str]:
+        """The loadgen process for `job`, pinned to the client's CPUs with --pin."""
+        cmd = loadgen.command(job)
+        if self.args.pin:
+            cmd = ["taskset", "-c", self.args.pin_map["client"], *cmd]
+        return cmd
+
     def client(self, setup: str, kind: str, **fields) -> dict:
         self.check_alive()
         pids = {"upstream": self.procs["upstream"].pid}
         if setup != "direct":
             pids["proxy"] = self.procs[setup].pid
         job = {**self.targets[setup], "kind": kind, "pids": pids, **fields}
-        cmd = [sys.executable, str(Path(__file__).resolve()), CLIENT_FLAG, json.dumps(job)]
-        if self.args.pin:
-            cmd = ["taskset", "-c", self.args.pin_map["client"], *cmd]
-        limit = job["seconds"] + job.get("warmup", 0) + 30
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+        cmd = self.client_command(job)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=loadgen.timeout(job))
         if done.returncode != 0:
             raise RuntimeError(f"client for {setup}/{kind} failed:\n{done.stderr}")
         return json.loads(done.stdout)
@@ -654,9 +456,6 @@ def _out_of_time(signum: int, frame: object) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == CLIENT_FLAG:
-        client_main(json.loads(sys.argv[2]))
-        return 0
     args = parse_args(sys.argv[1:])
     command = announce()
     # Hard stop: whatever happens, the script ends by itself.
