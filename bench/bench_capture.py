@@ -80,7 +80,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import bench_proxy as bp
 import loadgen
 from common import (
     BIN,
@@ -97,6 +96,7 @@ from common import (
     wait_file_text,
     write_results,
 )
+from setups import Bench
 
 RESULTS = ROOT / "bench" / "results" / "capture.json"
 PLAIN, CAPTURE = "agentlog", "agentlog+capture"
@@ -194,15 +194,16 @@ def _pcap_packets(files: list[Path]) -> int:
 
 
 # ---------------------------------------------------------------------------
-# The bench: bench_proxy's Bench (upstream, spawn, stop) with proxies in namespaces
+# The bench: setups.Bench (upstream, spawn, stop) with proxies in namespaces
 # ---------------------------------------------------------------------------
 
 
-class CaptureBench(bp.Bench):
+class CaptureBench(Bench):
     def __init__(
         self, args: argparse.Namespace, tmp: Path, namespaces: dict[str, AgentNamespace]
     ) -> None:
-        super().__init__(args, tmp)
+        super().__init__(tmp, pin_map=args.pin_map if args.pin else None)
+        self.args = args
         self.ns = namespaces
         self.logs: dict[str, Path] = {}
         self.seen_children: dict[int, str | None] = {}  # pid -> starttime, for cleanup
@@ -233,7 +234,7 @@ class CaptureBench(bp.Bench):
         if setup == CAPTURE:
             cmd += ["--capture", ns.host_if]
         err = self.tmp / f"{setup}-{self.lives}.err"
-        proc = self._spawn(
+        proc = self.spawn(
             setup,
             cmd,
             stdout=subprocess.DEVNULL,
@@ -634,7 +635,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--pin needs at least 2 CPUs")
     args.pin_cpus = {"proxy": cpus[-1:], "rest": cpus[:-1]}
     rest = ",".join(map(str, cpus[:-1]))
-    # bench_proxy.Bench._spawn prefixes `taskset -c pin_map[name]` when args.pin is set
+    # with --pin, setups.Bench.spawn runs each process named here under `taskset -c CPUS`
     args.pin_map = {PLAIN: str(cpus[-1]), CAPTURE: str(cpus[-1]), "upstream": rest, "client": rest}
     return args
 

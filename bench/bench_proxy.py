@@ -30,184 +30,28 @@ Run:  .venv/bin/python bench/bench_proxy.py [--seconds 10] [--rounds 3] [--conns
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import loadgen
 from common import (
-    BIN,
-    HOST,
     ROOT,
     announce,
     cpu_text,
     fmt,
-    free_port,
     load_parser,
     median,
     verdict,
-    wait_file_text,
-    wait_port,
     write_results,
 )
+from setups import SETUPS, STREAM_SETUP, Bench
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
-SETUPS = ("direct", "mitmdump", "agentlog")
-STREAM_SETUP = "mitmdump-stream"  # optional: mitmdump --set stream_large_bodies=1
-
-# ---------------------------------------------------------------------------
-# The orchestrator
-# ---------------------------------------------------------------------------
-
-
-class Bench:
-    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
-        self.args = args
-        self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.commands: dict[str, list[str]] = {}
-        self.targets: dict[str, dict] = {}  # setup -> client job fields
-
-    # -- processes ------------------------------------------------------
-
-    def _spawn(self, name: str, cmd: list[str], **kwargs) -> subprocess.Popen:
-        if self.args.pin and name in self.args.pin_map:
-            cmd = ["taskset", "-c", self.args.pin_map[name], *cmd]
-        self.commands[name] = cmd
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kwargs)
-        self.procs[name] = proc
-        return proc
-
-    def start(self) -> None:
-        ca_file = self.start_upstream()
-        self._start_mitmdump("mitmdump", ca_file)
-        if getattr(self.args, "stream_baseline", False):
-            self._start_mitmdump(STREAM_SETUP, ca_file, "--set", "stream_large_bodies=1")
-
-        port = free_port()
-        self.logs = self.tmp / "agentlog-logs"
-        al = self._spawn(
-            "agentlog",
-            [
-                str(BIN / "agentlog"),
-                "proxy",
-                "--logs",
-                str(self.logs),
-                "--listen",
-                f"{HOST}:{port}",
-                "--upstream-ca",
-                str(ca_file),
-                "--allow",
-                HOST,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.tmp / "agentlog.err").open("w"),
-        )
-        wait_file_text(self.tmp / "agentlog.err", "listening on", al, 30)
-        self.targets["agentlog"] = {
-            "port": port,
-            "cafile": str(self.logs / "ca.crt"),
-            "proxied": True,
-        }
-        for job in self.targets.values():
-            job["upstream_port"] = self.upstream_port
-
-    def start_upstream(self) -> Path:
-        """The fake HTTPS upstream on HOST (sets self.upstream_port and the `direct`
-        target); returns the CA file that signed its certificate."""
-        sys.path.insert(0, str(ROOT))
-        from tests.fakes.certs import issue_leaf, make_ca
-
-        ca = make_ca("agentlog bench CA")
-        ca_file = ca.write(self.tmp, "upstream-ca.pem")
-        cert, key = issue_leaf(ca, ["127.0.0.1", "localhost"]).write(self.tmp, "upstream")
-        out = (self.tmp / "upstream.out").open("w+")
-        up = self._spawn(
-            "upstream",
-            [sys.executable, "-m", "tests.fakes.upstream", "--cert", str(cert), "--key", str(key)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        line = wait_file_text(self.tmp / "upstream.out", '"port"', up, 20)
-        upstream_port = json.loads(line)["port"]
-        self.upstream_port = upstream_port
-        self.targets["direct"] = {"port": upstream_port, "cafile": str(ca_file), "proxied": False}
-        return ca_file
-
-    def _start_mitmdump(self, name: str, ca_file: Path, *extra: str) -> None:
-        port = free_port()
-        confdir = self.tmp / f"{name}-conf"
-        confdir.mkdir()
-        proc = self._spawn(
-            name,
-            [
-                str(BIN / "mitmdump"),
-                "-q",
-                "--listen-host",
-                HOST,
-                "--listen-port",
-                str(port),
-                "--set",
-                "connection_strategy=lazy",
-                "--set",
-                f"ssl_verify_upstream_trusted_ca={ca_file}",
-                "--set",
-                f"confdir={confdir}",
-                *extra,
-            ],
-            stdout=(self.tmp / f"{name}.out").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_port(port, proc, 30)
-        cafile = confdir / "mitmproxy-ca-cert.pem"
-        self.targets[name] = {"port": port, "cafile": str(cafile), "proxied": True}
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in self.procs.items():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                print(f"bench: {name} ignored SIGTERM, killing it", file=sys.stderr)
-                proc.kill()
-                proc.wait()
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} died (exit {proc.returncode}); see {self.tmp}")
-
-    # -- one measurement ------------------------------------------------
-
-    def client_command(self, job: dict) -> list[str]:
-        """The loadgen process for `job`, pinned to the client's CPUs with --pin."""
-        cmd = loadgen.command(job)
-        if self.args.pin:
-            cmd = ["taskset", "-c", self.args.pin_map["client"], *cmd]
-        return cmd
-
-    def client(self, setup: str, kind: str, **fields) -> dict:
-        self.check_alive()
-        pids = {"upstream": self.procs["upstream"].pid}
-        if setup != "direct":
-            pids["proxy"] = self.procs[setup].pid
-        job = {**self.targets[setup], "kind": kind, "pids": pids, **fields}
-        cmd = self.client_command(job)
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=loadgen.timeout(job))
-        if done.returncode != 0:
-            raise RuntimeError(f"client for {setup}/{kind} failed:\n{done.stderr}")
-        return json.loads(done.stdout)
-
 
 # ---------------------------------------------------------------------------
 
@@ -222,7 +66,9 @@ def run(args: argparse.Namespace) -> dict:
         s: {"load": [], "serial": [], "sse": []} for s in setups
     }
     tmp = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
-    bench = Bench(args, tmp)
+    bench = Bench(
+        tmp, pin_map=args.pin_map if args.pin else None, stream_baseline=args.stream_baseline
+    )
     try:
         bench.start()
         for name, cmd in bench.commands.items():

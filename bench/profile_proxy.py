@@ -34,8 +34,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_proxy import STREAM_SETUP, Bench
 from common import BIN, CLK_TCK, ROOT, stat_fields
+from setups import STREAM_SETUP, Bench
 
 OUT = ROOT / "bench" / "results" / "profile"
 OWN = "/src/agentlog/"
@@ -136,7 +136,7 @@ def main() -> int:
     print(f"$ {shlex.join(sys.orig_argv)}", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="agentlog-prof-"))
-    bench = Bench(argparse.Namespace(pin=False, pin_map={}, stream_baseline=True), tmp)
+    bench = Bench(tmp, stream_baseline=True)
     results = {}
     try:
         bench.start()
