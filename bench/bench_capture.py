@@ -29,8 +29,8 @@ and stays on 127.0.0.1. No other address is ever used.
 Metrics, per setup:
 
   load    requests/s and p50/p99 latency of `GET /hello` over --conns keep-alive
-          HTTPS connections through CONNECT tunnels (the load client of
-          bench_proxy.py, run inside the namespace)
+          HTTPS connections through CONNECT tunnels (bench/loadgen.py, run
+          inside the namespace)
   CPU     from /proc during each load window: the proxy process (all threads),
           and separately its children tcpdump and the rotator (the capturing
           proxy's `capture` pipeline; found by their ppid); reported in % and in
@@ -67,287 +67,39 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
-import re
 import shlex
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import bench_proxy as bp
+from capture_setups import (
+    CAPTURE,
+    CHILDREN,
+    PLAIN,
+    SETUPS,
+    CaptureBench,
+    enter_namespaces,
+    missing_tools,
+)
+from common import (
+    ROOT,
+    announce,
+    cpu_text,
+    fmt,
+    load_parser,
+    median,
+    verdict,
+    write_results,
+)
 
-ROOT = bp.ROOT
 RESULTS = ROOT / "bench" / "results" / "capture.json"
-PLAIN, CAPTURE = "agentlog", "agentlog+capture"
-SETUPS = (PLAIN, CAPTURE)
-CHILDREN = ("tcpdump", "rotator")  # the capturing proxy's child processes
 RATIO_TARGET = 0.95
 NOISE_PCT = 10  # warn when the rest of the machine used more CPU than this (% of one)
-
-sys.path.insert(0, str(ROOT))
-from tests.netns import AgentNamespace, can_make_namespaces  # noqa: E402
-
-# ---------------------------------------------------------------------------
-# /proc helpers
-# ---------------------------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-
-
-def children_of(pid: int) -> dict[str, int]:
-    """The proxy's capture children by role: tcpdump and the rotator (ppid scan)."""
-    found: dict[str, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat_fields(int(entry))
-        if fields is None or int(fields[1]) != pid:  # fields[1] is the ppid
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmdline and os.path.basename(cmdline[0]) == b"tcpdump":
-            found["tcpdump"] = int(entry)
-        elif b"agentlog.capture.rotator" in cmdline:
-            found["rotator"] = int(entry)
-    return found
-
-
-def _start_time(pid: int) -> str | None:
-    fields = _stat_fields(pid)
-    return fields[19] if fields else None  # field 22 of stat: starttime
-
-
-def _user_sys(pid: int) -> tuple[int, int]:
-    """(user, system) jiffies of process `pid`, all threads; (0, 0) if it is gone."""
-    fields = _stat_fields(pid)
-    return (int(fields[11]), int(fields[12])) if fields else (0, 0)
-
-
-def _preemptions(pid: int) -> int:
-    """Involuntary context switches of the process's main thread (its event loop)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("nonvoluntary_ctxt_switches:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _host_cpu() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])  # without guest time (already in user)
-    return total - idle, total
-
-
-def _free_port(ip: str) -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
-
-def _used_subnets() -> set[int]:
-    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
-    return {int(m) for m in re.findall(r"\b10\.231\.(\d+)\.\d+/", out)}
-
-
-def _pcap_packets(files: list[Path]) -> int:
-    """Records in the rotated capture files (checks the rotator lost nothing)."""
-    count = 0
-    for path in files:
-        data = path.read_bytes()
-        if len(data) < 24:
-            continue
-        endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-        offset = 24
-        while offset + 16 <= len(data):
-            caplen = struct.unpack_from(endian + "I", data, offset + 8)[0]
-            offset += 16 + caplen
-            count += 1
-    return count
-
-
-# ---------------------------------------------------------------------------
-# The bench: bench_proxy's Bench (upstream, spawn, stop) with proxies in namespaces
-# ---------------------------------------------------------------------------
-
-
-class CaptureBench(bp.Bench):
-    def __init__(
-        self, args: argparse.Namespace, tmp: Path, namespaces: dict[str, AgentNamespace]
-    ) -> None:
-        super().__init__(args, tmp)
-        self.ns = namespaces
-        self.logs: dict[str, Path] = {}
-        self.seen_children: dict[int, str | None] = {}  # pid -> starttime, for cleanup
-        self.lives = 0
-
-    def start(self) -> None:
-        self.ca_file = self.start_upstream()
-        for setup in SETUPS:
-            self.start_proxy(setup)
-
-    def start_proxy(self, setup: str) -> None:
-        ns = self.ns[setup]
-        self.lives += 1
-        port = _free_port(ns.host_ip)
-        logs = self.tmp / f"{setup.replace('+', '-')}-{self.lives}-logs"
-        cmd = [
-            str(bp.BIN / "agentlog"),
-            "proxy",
-            "--logs",
-            str(logs),
-            "--listen",
-            f"{ns.host_ip}:{port}",
-            "--upstream-ca",
-            str(self.ca_file),
-            "--allow",
-            bp.HOST,
-        ]
-        if setup == CAPTURE:
-            cmd += ["--capture", ns.host_if]
-        err = self.tmp / f"{setup}-{self.lives}.err"
-        proc = self._spawn(
-            setup,
-            cmd,
-            stdout=subprocess.DEVNULL,
-            stderr=err.open("w"),
-            start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
-        )
-        bp._wait_file_text(err, "listening on", proc, 30)
-        self.logs[setup] = logs
-        self.targets[setup] = {
-            "host": ns.host_ip,
-            "port": port,
-            "cafile": str(logs / "ca.crt"),
-            "proxied": True,
-            "upstream_port": self.upstream_port,
-        }
-        if setup == CAPTURE:
-            kids = children_of(proc.pid)
-            missing = set(CHILDREN) - set(kids)
-            if missing:
-                raise RuntimeError(f"{setup}: no {', '.join(sorted(missing))} child process")
-            self._remember(kids)
-
-    def _remember(self, kids: dict[str, int]) -> None:
-        for pid in kids.values():
-            self.seen_children.setdefault(pid, _start_time(pid))
-
-    def client(self, setup: str, kind: str, **fields) -> dict:
-        """One load-client run inside the setup's namespace (bench_proxy --_client)."""
-        self.check_alive()
-        proxy = self.procs[setup].pid
-        pids = {"proxy": proxy, "upstream": self.procs["upstream"].pid}
-        if setup == CAPTURE:
-            kids = children_of(proxy)
-            self._remember(kids)
-            pids.update(kids)
-            if self.args.pin:  # children inherit the proxy's CPU: move them off it
-                for pid in kids.values():
-                    os.sched_setaffinity(pid, self.args.pin_cpus["rest"])
-        job = {**self.targets[setup], "kind": kind, "pids": pids, **fields}
-        cmd = [sys.executable, str(Path(bp.__file__).resolve()), bp.CLIENT_FLAG, json.dumps(job)]
-        if self.args.pin:
-            cmd = ["taskset", "-c", self.args.pin_map["client"], *cmd]
-        limit = job["seconds"] + job.get("warmup", 0) + 30
-        busy0, total0 = _host_cpu()
-        us0 = {k: _user_sys(pid) for k, pid in pids.items() if k != "upstream"}
-        pre0, t0 = _preemptions(proxy), time.monotonic()
-        done = self.ns[setup].run(*cmd, check=False, timeout=limit)
-        pre1, t1 = _preemptions(proxy), time.monotonic()
-        us1 = {k: _user_sys(pid) for k, pid in pids.items() if k != "upstream"}
-        busy1, total1 = _host_cpu()
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"client for {setup} failed:\n{done.stderr.decode(errors='replace')}"
-            )
-        result = json.loads(done.stdout)
-        result["host_busy_pct"] = round(
-            100 * os.cpu_count() * (busy1 - busy0) / max(1, total1 - total0), 1
-        )
-        # CPU the machine spent on anything but this benchmark's processes (noise)
-        result["other_pct"] = round(result["host_busy_pct"] - sum(result["cpu_pct"].values()), 1)
-        result["proxy_preemptions_per_s"] = round((pre1 - pre0) / (t1 - t0))
-        # Share of each process's CPU spent in the kernel, over the whole client run
-        # (warmup included): for the proxy it includes the packet-socket tap that
-        # capture adds to every packet it sends or receives on the veth.
-        result["sys_share_pct"] = {
-            k: round(100 * (us1[k][1] - us0[k][1]) / max(1, sum(us1[k]) - sum(us0[k])), 1)
-            for k in us0
-        }
-        if setup == CAPTURE and set(CHILDREN) - set(result["cpu_pct"]):
-            result["note"] = "a capture child was missing (tcpdump restarted?)"
-        return result
-
-    def stop_proxy(self, setup: str) -> dict:
-        """SIGTERM one proxy, wait for it; its journal's `capture` events and pcap count."""
-        proc = self.procs.pop(setup)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"{setup} did not stop within 30 s of SIGTERM") from None
-        logs = self.logs[setup]
-        events = []
-        journal = logs / "requests.jsonl"
-        lines = 0
-        if journal.exists():
-            for line in journal.open("rb"):
-                lines += 1
-                if b'"capture"' in line:
-                    event = json.loads(line)
-                    if event.get("event") == "capture":
-                        events.append(event)
-        stops = [e for e in events if e.get("action") == "stop"]
-        files = sorted(logs.glob("capture_*.pcap"))
-        last = stops[-1] if stops else {}
-        return {
-            "exit_status": proc.returncode,
-            "journal_lines": lines,
-            "captured": last.get("captured"),
-            "received_by_filter": last.get("received_by_filter"),
-            "dropped_by_kernel": last.get("dropped_by_kernel"),
-            "stop_reason": last.get("reason"),
-            "restarts": sum(1 for e in events if e.get("action") == "restart"),
-            "pcap_files": len(files),
-            "pcap_bytes": sum(f.stat().st_size for f in files),
-            "pcap_packets": _pcap_packets(files),
-            "capture_events": events,
-        }
-
-    def cleanup(self) -> None:
-        """Stop every process we started, and any capture child left behind."""
-        self.stop()
-        for pid, started in self.seen_children.items():
-            if started is not None and _start_time(pid) == started:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-
-# ---------------------------------------------------------------------------
 
 
 def _us_per_req(res: dict, key: str) -> float:
@@ -358,31 +110,30 @@ def _us_per_req(res: dict, key: str) -> float:
 
 
 def _summarize(runs: list[dict]) -> dict:
-    med = bp._median
     out = {
-        "rps": med([x["rps"] for x in runs]),
-        "p50_ms": med([x["p50_ms"] for x in runs]),
-        "p99_ms": med([x["p99_ms"] for x in runs]),
+        "rps": median([x["rps"] for x in runs]),
+        "p50_ms": median([x["p50_ms"] for x in runs]),
+        "p99_ms": median([x["p99_ms"] for x in runs]),
         "errors": sum(x["errors"] for x in runs),
         "requests": sum(x["requests"] for x in runs),
-        "host_busy_pct": med([x["host_busy_pct"] for x in runs]),
+        "host_busy_pct": median([x["host_busy_pct"] for x in runs]),
     }
     for key in ("proxy", *CHILDREN, "upstream", "client"):
-        out[f"{key}_cpu_pct"] = med([x["cpu_pct"].get(key, float("nan")) for x in runs])
-        out[f"{key}_us_per_req"] = med([_us_per_req(x, key) for x in runs])
-    out["other_pct"] = med([x["other_pct"] for x in runs])
-    out["proxy_preemptions_per_s"] = med([x["proxy_preemptions_per_s"] for x in runs])
-    out["proxy_sys_share_pct"] = med([x["sys_share_pct"]["proxy"] for x in runs])
+        out[f"{key}_cpu_pct"] = median([x["cpu_pct"].get(key, float("nan")) for x in runs])
+        out[f"{key}_us_per_req"] = median([_us_per_req(x, key) for x in runs])
+    out["other_pct"] = median([x["other_pct"] for x in runs])
+    out["proxy_preemptions_per_s"] = median([x["proxy_preemptions_per_s"] for x in runs])
+    out["proxy_sys_share_pct"] = median([x["sys_share_pct"]["proxy"] for x in runs])
     out["proxy_user_us_per_req"] = out["proxy_us_per_req"] * (1 - out["proxy_sys_share_pct"] / 100)
     out["proxy_sys_us_per_req"] = out["proxy_us_per_req"] * out["proxy_sys_share_pct"] / 100
-    out["total_us_per_req"] = med(
+    out["total_us_per_req"] = median(
         [sum(_us_per_req(x, k) for k in ("proxy", *CHILDREN) if k in x["cpu_pct"]) for x in runs]
     )
     return out
 
 
 def _load_line(label: str, setup: str, res: dict) -> str:
-    cpu = bp._cpu_text(res["cpu_pct"])
+    cpu = cpu_text(res["cpu_pct"])
     return (
         f"{label} {setup:17s} {res['rps']:7.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
         f"p99 {res['p99_ms']:6.2f} ms  cpu: {cpu}  other {res['other_pct']:.0f}%  "
@@ -401,15 +152,13 @@ def run(args: argparse.Namespace) -> dict:
     try:
         with contextlib.ExitStack() as stack:
             try:
-                free = sorted(set(range(1, 250)) - _used_subnets())
-                if len(free) < 2:
-                    raise RuntimeError("no free 10.231.N.0/30 subnets left")
-                tag = f"alb{os.getpid() % 100000}"
-                namespaces = {
-                    PLAIN: stack.enter_context(AgentNamespace(name=f"{tag}n", subnet=free[-1])),
-                    CAPTURE: stack.enter_context(AgentNamespace(name=f"{tag}c", subnet=free[-2])),
-                }
-                bench = CaptureBench(args, tmp, namespaces)
+                namespaces = enter_namespaces(stack)
+                bench = CaptureBench(
+                    tmp,
+                    namespaces,
+                    pin_map=args.pin_map if args.pin else None,
+                    children_cpus=args.pin_cpus["rest"] if args.pin else None,
+                )
                 stack.callback(bench.cleanup)  # runs before the namespaces go
                 bench.start()
                 for setup, ns in namespaces.items():
@@ -465,7 +214,7 @@ def run(args: argparse.Namespace) -> dict:
     # drift of a shared VM's speed; the ratio of the two medians does not (reported
     # too). The spread of the per-round ratios shows the noise.
     paired = [x["rps"] / y["rps"] for x, y in zip(raw[CAPTURE], raw[PLAIN], strict=True)]
-    ratio = bp._median(paired)
+    ratio = median(paired)
     result = {
         "raw": raw,
         "medians": medians,
@@ -520,7 +269,7 @@ def _drops_line(label: str, d: dict) -> str:
 
 def report(result: dict, args: argparse.Namespace) -> None:
     med = result["medians"]
-    f = bp._fmt
+    f = fmt
     print()
     print(
         f"medians of {args.rounds} rounds; load: {args.conns} keep-alive connections, "
@@ -571,7 +320,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
     print()
     print(
         f"capture rps / no-capture rps       {ratio:7.3f}   (target >= {RATIO_TARGET})  "
-        f"{bp._verdict(ok['capture_rps_ratio'])}   (median; per round: "
+        f"{verdict(ok['capture_rps_ratio'])}   (median; per round: "
         + " ".join(f"{v:.3f}" for v in result["ratio_per_round"])
         + ")"
     )
@@ -590,7 +339,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
         key = f"dropped_by_kernel_{label}"
         print(
             f"dropped packets, {label:5s}             {drop['dropped_by_kernel']!s:>7s}   "
-            f"(target 0)     {bp._verdict(ok[key])}   captured {drop['captured']}, "
+            f"(target 0)     {verdict(ok[key])}   captured {drop['captured']}, "
             f"received by filter {drop['received_by_filter']}, in pcap files "
             f"{drop['pcap_packets']}"
         )
@@ -606,7 +355,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = bp.load_parser(__doc__)
+    p = load_parser(__doc__)
     p.add_argument(
         "--burst-conns", type=int, default=32, help="connections of the burst (default 32)"
     )
@@ -632,7 +381,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--pin needs at least 2 CPUs")
     args.pin_cpus = {"proxy": cpus[-1:], "rest": cpus[:-1]}
     rest = ",".join(map(str, cpus[:-1]))
-    # bench_proxy.Bench._spawn prefixes `taskset -c pin_map[name]` when args.pin is set
+    # with --pin, setups.Bench.spawn runs each process named here under `taskset -c CPUS`
     args.pin_map = {PLAIN: str(cpus[-1]), CAPTURE: str(cpus[-1]), "upstream": rest, "client": rest}
     return args
 
@@ -651,21 +400,11 @@ def _out_of_time(signum: int, frame: object) -> None:
 
 def main() -> int:
     args = parse_args(sys.argv[1:])
-    if not can_make_namespaces():
-        print(
-            "bench_capture: needs root, `ip` and `iptables` (network namespaces)", file=sys.stderr
-        )
+    missing = missing_tools()
+    if missing:
+        print(f"bench_capture: {missing}", file=sys.stderr)
         return 2
-    if shutil.which("tcpdump") is None:
-        print("bench_capture: needs tcpdump on PATH", file=sys.stderr)
-        return 2
-    command = shlex.join(sys.orig_argv)
-    print(f"$ {command}")
-    print(
-        f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        flush=True,
-    )
+    command = announce()
     # Hard stop: whatever happens, the script ends by itself (cleanup runs in finally).
     runs = 2 * args.rounds + (2 if args.burst_seconds > 0 else 0)
     budget = 2 * (args.seconds + args.burst_seconds) * 1.5 + runs * (args.warmup + 10) + 120
@@ -684,31 +423,10 @@ def main() -> int:
     finally:
         signal.alarm(0)
     report(result, args)
-    try:
-        from importlib.metadata import version
-
-        mitmproxy_version = version("mitmproxy")
-    except Exception:  # noqa: BLE001
-        mitmproxy_version = None
     tcpdump_version = subprocess.run(
         ["tcpdump", "--version"], capture_output=True, text=True
     ).stdout.splitlines()[:2]
-    document = {
-        "command": command,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "mitmproxy": mitmproxy_version,
-            "tcpdump": tcpdump_version,
-        },
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        **result,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(bp._no_nan(document), indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(args.output, command, started, args, result, tcpdump=tcpdump_version)
     return 0
 
 

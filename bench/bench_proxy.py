@@ -19,8 +19,8 @@ Metrics (each measured in rounds, the setups alternating, medians reported):
           lazily, so this includes the upstream TCP+TLS handshake), "warm" the
           second request on the same tunnel
 
-The load generator is a small asyncio Protocol client (no httpx) running in its
-own process; the upstream and each proxy are separate processes too.
+The load generator (bench/loadgen.py) is a small asyncio Protocol client (no
+httpx) running in its own process; the upstream and each proxy are separate processes too.
 Everything talks to 127.0.0.1 only. Results: a table on stdout and
 bench/results/latest.json.
 
@@ -30,445 +30,30 @@ Run:  .venv/bin/python bench/bench_proxy.py [--seconds 10] [--rounds 3] [--conns
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import platform
 import shlex
 import shutil
 import signal
-import socket
-import ssl
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from common import (
+    ROOT,
+    announce,
+    cpu_text,
+    fmt,
+    load_parser,
+    median,
+    verdict,
+    write_results,
+)
+from setups import SETUPS, STREAM_SETUP, Bench
+
 RESULTS = ROOT / "bench" / "results" / "latest.json"
-HOST = "127.0.0.1"
-SETUPS = ("direct", "mitmdump", "agentlog")
-STREAM_SETUP = "mitmdump-stream"  # optional: mitmdump --set stream_large_bodies=1
-CLIENT_FLAG = "--_client"  # internal: run the load generator with a JSON job
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # ---------------------------------------------------------------------------
-# The client (runs in a child process: `bench_proxy.py --_client JOB_JSON`)
-# ---------------------------------------------------------------------------
-
-
-class _Conn(asyncio.Protocol):
-    """One HTTP/1.1 connection: a CONNECT answer or one response at a time.
-
-    Completion is detected in data_received and time-stamped there, so the
-    latency does not include the client's own task scheduling.
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.BaseTransport | None = None
-        self.buf = bytearray()
-        self.waiter: asyncio.Future[None] | None = None
-        self.expect = ""  # "connect" | "response"
-        self.done_at = 0.0
-        self.first_data_at = 0.0
-        self.status_ok = True
-        self.must_close = False  # the server said `connection: close`
-        self.lost: BaseException | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost = exc or ConnectionError("connection closed")
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(self.lost)
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if self.waiter is None or self.waiter.done():
-            return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        if self.expect == "connect":
-            self.status_ok = buf.startswith(b"HTTP/1.1 200") or buf.startswith(b"HTTP/1.0 200")
-            del buf[:]
-            self._finish()
-            return
-        if not self.first_data_at and buf.find(b"data:", end) >= 0:
-            self.first_data_at = time.perf_counter()
-        head = bytes(buf[:end]).lower()
-        i = head.find(b"\r\ncontent-length:")
-        if i >= 0:
-            j = head.find(b"\r\n", i + 2)
-            length = int(head[i + 17 : j if j >= 0 else len(head)])
-            if len(buf) < end + 4 + length:
-                return
-            rest = buf[end + 4 + length :]
-        elif b"\r\ntransfer-encoding: chunked" in head:
-            if not buf.endswith(b"\r\n0\r\n\r\n") and buf[end + 4 :] != b"0\r\n\r\n":
-                return
-            rest = b""
-        else:  # no body (e.g. 204); good enough for this benchmark
-            rest = buf[end + 4 :]
-        self.status_ok = buf.startswith(b"HTTP/1.1 200")
-        if b"\r\nconnection: close" in head:
-            self.must_close = True
-        self.buf = bytearray(rest)
-        self._finish()
-
-    def _finish(self) -> None:
-        self.done_at = time.perf_counter()
-        assert self.waiter is not None
-        self.waiter.set_result(None)
-
-    async def roundtrip(self, data: bytes, expect: str = "response") -> float:
-        """Send `data`, wait for the whole answer; return the send time."""
-        if self.lost is not None:
-            raise self.lost
-        self.expect = expect
-        self.first_data_at = 0.0
-        self.waiter = asyncio.get_running_loop().create_future()
-        t0 = time.perf_counter()
-        self.transport.write(data)  # type: ignore[union-attr]
-        await self.waiter
-        return t0
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def _open(job: dict) -> _Conn:
-    """A TLS connection to the upstream, directly or through a CONNECT tunnel."""
-    loop = asyncio.get_running_loop()
-    ctx = ssl.create_default_context(cafile=job["cafile"])
-    ctx.set_alpn_protocols(["http/1.1"])
-    # "host": where to connect (default 127.0.0.1); the upstream is always on HOST
-    transport, conn = await loop.create_connection(_Conn, job.get("host", HOST), job["port"])
-    if job["proxied"]:
-        target = f"{HOST}:{job['upstream_port']}"
-        await conn.roundtrip(
-            f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode(), "connect"
-        )
-        if not conn.status_ok:
-            raise RuntimeError(f"CONNECT refused by the proxy on port {job['port']}")
-    tls = await loop.start_tls(transport, conn, ctx, server_hostname=HOST)
-    if tls is None:
-        raise RuntimeError("TLS handshake failed")
-    conn.transport = tls
-    return conn
-
-
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user+system, all threads) used so far by process `pid`."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
-    snap = {name: _proc_cpu(pid) for name, pid in pids.items()}
-    snap["client"] = time.process_time()
-    return snap
-
-
-def _cpu_text(cpu: dict) -> str:
-    return " ".join(f"{k} {v:.0f}%" for k, v in cpu.items())
-
-
-def _cpu_share(before: dict[str, float], after: dict[str, float], wall: float) -> dict:
-    return {k: round(100 * (after[k] - before[k]) / wall, 1) for k in before}
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
-
-
-async def _load(job: dict) -> dict:
-    """`conns` connections, each doing sequential GETs, for warmup + seconds."""
-    request = f"GET /hello HTTP/1.1\r\nHost: {HOST}:{job['upstream_port']}\r\n\r\n".encode()
-    conns = await asyncio.gather(*(_open(job) for _ in range(job["conns"])))
-    start = time.perf_counter() + job["warmup"]
-    end = start + job["seconds"]
-    samples: list[tuple[float, float]] = []
-    errors = reconnects = 0
-    cpu: dict[str, dict[str, float]] = {}
-
-    async def worker(conn: _Conn) -> None:
-        # hypercorn ends a connection after 1000 requests (keep_alive_max_requests),
-        # with `connection: close`, which the proxies pass on: dial again then.
-        nonlocal errors, reconnects
-        while time.perf_counter() < end:
-            if conn.must_close:
-                conn.close()
-                conn = await _open(job)
-                reconnects += 1
-            t0 = await conn.roundtrip(request)
-            if not conn.status_ok:
-                errors += 1
-            if conn.done_at >= start:
-                samples.append((t0, conn.done_at))
-        conn.close()
-
-    async def cpu_probe() -> None:
-        await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        cpu["start"] = _cpu_snapshot(job["pids"])
-        await asyncio.sleep(max(0.0, end - time.perf_counter()))
-        cpu["end"] = _cpu_snapshot(job["pids"])
-
-    await asyncio.gather(cpu_probe(), *(worker(c) for c in conns))
-    in_window = sorted(t1 - t0 for t0, t1 in samples if t1 <= end)
-    wall = end - start
-    return {
-        "requests": len(in_window),
-        "rps": len(in_window) / wall,
-        "p50_ms": _percentile(in_window, 0.50) * 1000,
-        "p99_ms": _percentile(in_window, 0.99) * 1000,
-        "errors": errors,
-        "reconnects": reconnects,
-        "cpu_pct": _cpu_share(cpu["start"], cpu["end"], wall),
-    }
-
-
-async def _sse(job: dict) -> dict:
-    """Fresh tunnel per run; two SSE requests on it (cold, then warm)."""
-    path = job["sse_path"]
-    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{job['upstream_port']}\r\n\r\n".encode()
-    deadline = time.perf_counter() + job["seconds"]
-    cold: list[float] = []
-    warm: list[float] = []
-    errors = 0
-    for _ in range(job["runs"]):
-        if time.perf_counter() >= deadline:
-            break
-        conn = await _open(job)
-        try:
-            for bucket in (cold, warm):
-                t0 = await conn.roundtrip(request)
-                if not conn.status_ok or not conn.first_data_at:
-                    errors += 1
-                    continue
-                bucket.append((conn.first_data_at - t0) * 1000)
-        finally:
-            conn.close()
-    return {
-        "runs": len(cold),
-        "cold_ms": statistics.median(cold) if cold else float("nan"),
-        "warm_ms": statistics.median(warm) if warm else float("nan"),
-        "cold_all_ms": [round(v, 3) for v in cold],
-        "warm_all_ms": [round(v, 3) for v in warm],
-        "errors": errors,
-    }
-
-
-def client_main(job: dict) -> None:
-    kind = job["kind"]
-    result = asyncio.run(_sse(job) if kind == "sse" else _load(job))
-    print(json.dumps(result), flush=True)
-
-
-# ---------------------------------------------------------------------------
-# The orchestrator
-# ---------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout}s")
-
-
-def _wait_file_text(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        content = path.read_text(errors="replace") if path.exists() else ""
-        for line in content.splitlines():
-            if text in line:
-                return line
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{content}")
-        time.sleep(0.05)
-    raise RuntimeError(f"{path} never said {text!r}")
-
-
-class Bench:
-    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
-        self.args = args
-        self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.commands: dict[str, list[str]] = {}
-        self.targets: dict[str, dict] = {}  # setup -> client job fields
-
-    # -- processes ------------------------------------------------------
-
-    def _spawn(self, name: str, cmd: list[str], **kwargs) -> subprocess.Popen:
-        if self.args.pin and name in self.args.pin_map:
-            cmd = ["taskset", "-c", self.args.pin_map[name], *cmd]
-        self.commands[name] = cmd
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kwargs)
-        self.procs[name] = proc
-        return proc
-
-    def start(self) -> None:
-        ca_file = self.start_upstream()
-        self._start_mitmdump("mitmdump", ca_file)
-        if getattr(self.args, "stream_baseline", False):
-            self._start_mitmdump(STREAM_SETUP, ca_file, "--set", "stream_large_bodies=1")
-
-        port = _free_port()
-        self.logs = self.tmp / "agentlog-logs"
-        al = self._spawn(
-            "agentlog",
-            [
-                str(BIN / "agentlog"),
-                "proxy",
-                "--logs",
-                str(self.logs),
-                "--listen",
-                f"{HOST}:{port}",
-                "--upstream-ca",
-                str(ca_file),
-                "--allow",
-                HOST,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.tmp / "agentlog.err").open("w"),
-        )
-        _wait_file_text(self.tmp / "agentlog.err", "listening on", al, 30)
-        self.targets["agentlog"] = {
-            "port": port,
-            "cafile": str(self.logs / "ca.crt"),
-            "proxied": True,
-        }
-        for job in self.targets.values():
-            job["upstream_port"] = self.upstream_port
-
-    def start_upstream(self) -> Path:
-        """The fake HTTPS upstream on HOST (sets self.upstream_port and the `direct`
-        target); returns the CA file that signed its certificate."""
-        sys.path.insert(0, str(ROOT))
-        from tests.fakes.certs import issue_leaf, make_ca
-
-        ca = make_ca("agentlog bench CA")
-        ca_file = ca.write(self.tmp, "upstream-ca.pem")
-        cert, key = issue_leaf(ca, ["127.0.0.1", "localhost"]).write(self.tmp, "upstream")
-        out = (self.tmp / "upstream.out").open("w+")
-        up = self._spawn(
-            "upstream",
-            [sys.executable, "-m", "tests.fakes.upstream", "--cert", str(cert), "--key", str(key)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        line = _wait_file_text(self.tmp / "upstream.out", '"port"', up, 20)
-        upstream_port = json.loads(line)["port"]
-        self.upstream_port = upstream_port
-        self.targets["direct"] = {"port": upstream_port, "cafile": str(ca_file), "proxied": False}
-        return ca_file
-
-    def _start_mitmdump(self, name: str, ca_file: Path, *extra: str) -> None:
-        port = _free_port()
-        confdir = self.tmp / f"{name}-conf"
-        confdir.mkdir()
-        proc = self._spawn(
-            name,
-            [
-                str(BIN / "mitmdump"),
-                "-q",
-                "--listen-host",
-                HOST,
-                "--listen-port",
-                str(port),
-                "--set",
-                "connection_strategy=lazy",
-                "--set",
-                f"ssl_verify_upstream_trusted_ca={ca_file}",
-                "--set",
-                f"confdir={confdir}",
-                *extra,
-            ],
-            stdout=(self.tmp / f"{name}.out").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        _wait_port(port, proc, 30)
-        cafile = confdir / "mitmproxy-ca-cert.pem"
-        self.targets[name] = {"port": port, "cafile": str(cafile), "proxied": True}
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in self.procs.items():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                print(f"bench: {name} ignored SIGTERM, killing it", file=sys.stderr)
-                proc.kill()
-                proc.wait()
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} died (exit {proc.returncode}); see {self.tmp}")
-
-    # -- one measurement ------------------------------------------------
-
-    def client(self, setup: str, kind: str, **fields) -> dict:
-        self.check_alive()
-        pids = {"upstream": self.procs["upstream"].pid}
-        if setup != "direct":
-            pids["proxy"] = self.procs[setup].pid
-        job = {**self.targets[setup], "kind": kind, "pids": pids, **fields}
-        cmd = [sys.executable, str(Path(__file__).resolve()), CLIENT_FLAG, json.dumps(job)]
-        if self.args.pin:
-            cmd = ["taskset", "-c", self.args.pin_map["client"], *cmd]
-        limit = job["seconds"] + job.get("warmup", 0) + 30
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
-        if done.returncode != 0:
-            raise RuntimeError(f"client for {setup}/{kind} failed:\n{done.stderr}")
-        return json.loads(done.stdout)
-
-
-# ---------------------------------------------------------------------------
-
-
-def _median(values: list[float]) -> float:
-    values = [v for v in values if v == v]  # drop NaN
-    return statistics.median(values) if values else float("nan")
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    if value is None or value != value:
-        return "-"
-    return f"{value:.{digits}f}"
-
-
-def _verdict(ok: bool | None) -> str:
-    return "-" if ok is None else "ok" if ok else "MISSED"
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -481,7 +66,9 @@ def run(args: argparse.Namespace) -> dict:
         s: {"load": [], "serial": [], "sse": []} for s in setups
     }
     tmp = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
-    bench = Bench(args, tmp)
+    bench = Bench(
+        tmp, pin_map=args.pin_map if args.pin else None, stream_baseline=args.stream_baseline
+    )
     try:
         bench.start()
         for name, cmd in bench.commands.items():
@@ -498,7 +85,7 @@ def run(args: argparse.Namespace) -> dict:
                 print(
                     f"round {r + 1} load   {setup:15s} {res['rps']:8.0f} req/s  "
                     f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms  "
-                    f"cpu: {_cpu_text(res['cpu_pct'])}  errors {res['errors']}",
+                    f"cpu: {cpu_text(res['cpu_pct'])}  errors {res['errors']}",
                     flush=True,
                 )
             if serial_per_round > 0:
@@ -510,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
                     print(
                         f"round {r + 1} serial {setup:15s} {res['rps']:8.0f} req/s  "
                         f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms  "
-                        f"cpu: {_cpu_text(res['cpu_pct'])}",
+                        f"cpu: {cpu_text(res['cpu_pct'])}",
                         flush=True,
                     )
             if sse_runs_per_round > 0:
@@ -543,21 +130,21 @@ def run(args: argparse.Namespace) -> dict:
     for setup in setups:
         load, serial, sse = raw[setup]["load"], raw[setup]["serial"], raw[setup]["sse"]
         medians[setup] = {
-            "rps": _median([x["rps"] for x in load]),
-            "p50_ms": _median([x["p50_ms"] for x in load]),
-            "p99_ms": _median([x["p99_ms"] for x in load]),
-            "serial_p50_ms": _median([x["p50_ms"] for x in serial]),
-            "serial_p99_ms": _median([x["p99_ms"] for x in serial]),
-            "sse_first_event_ms": _median([v for x in sse for v in x["cold_all_ms"]]),
-            "sse_first_event_warm_ms": _median([v for x in sse for v in x["warm_all_ms"]]),
-            "proxy_cpu_pct": _median([x["cpu_pct"].get("proxy", float("nan")) for x in load]),
+            "rps": median([x["rps"] for x in load]),
+            "p50_ms": median([x["p50_ms"] for x in load]),
+            "p99_ms": median([x["p99_ms"] for x in load]),
+            "serial_p50_ms": median([x["p50_ms"] for x in serial]),
+            "serial_p99_ms": median([x["p99_ms"] for x in serial]),
+            "sse_first_event_ms": median([v for x in sse for v in x["cold_all_ms"]]),
+            "sse_first_event_warm_ms": median([v for x in sse for v in x["warm_all_ms"]]),
+            "proxy_cpu_pct": median([x["cpu_pct"].get("proxy", float("nan")) for x in load]),
             # CPU the proxy burns per request (all threads): less noisy than req/s when
             # other processes steal CPU, since it does not depend on how much CPU it got
-            "proxy_cpu_us_per_req": _median(
+            "proxy_cpu_us_per_req": median(
                 [x["cpu_pct"].get("proxy", float("nan")) / 100 / x["rps"] * 1e6 for x in load]
             ),
-            "upstream_cpu_pct": _median([x["cpu_pct"]["upstream"] for x in load]),
-            "client_cpu_pct": _median([x["cpu_pct"]["client"] for x in load]),
+            "upstream_cpu_pct": median([x["cpu_pct"]["upstream"] for x in load]),
+            "client_cpu_pct": median([x["cpu_pct"]["client"] for x in load]),
             "errors": sum(x["errors"] for kind in raw[setup].values() for x in kind),
         }
     a, m, d = medians["agentlog"], medians["mitmdump"], medians["direct"]
@@ -617,22 +204,22 @@ def report(result: dict, args: argparse.Namespace) -> None:
     for setup in med:
         m = med[setup]
         print(
-            f"{setup:15s} {_fmt(m['rps'], 0):>8s} {_fmt(m['p50_ms']):>7s} {_fmt(m['p99_ms']):>7s} "
-            f"{_fmt(m['serial_p50_ms']):>7s} {_fmt(m['serial_p99_ms']):>7s} "
-            f"{_fmt(m['sse_first_event_ms']):>8s} {_fmt(m['sse_first_event_warm_ms']):>8s} "
-            f"{_fmt(m['proxy_cpu_pct'], 0):>7s} {_fmt(m['proxy_cpu_us_per_req'], 0):>7s} "
-            f"{_fmt(m['upstream_cpu_pct'], 0):>7s} "
-            f"{_fmt(m['client_cpu_pct'], 0):>7s}"
+            f"{setup:15s} {fmt(m['rps'], 0):>8s} {fmt(m['p50_ms']):>7s} {fmt(m['p99_ms']):>7s} "
+            f"{fmt(m['serial_p50_ms']):>7s} {fmt(m['serial_p99_ms']):>7s} "
+            f"{fmt(m['sse_first_event_ms']):>8s} {fmt(m['sse_first_event_warm_ms']):>8s} "
+            f"{fmt(m['proxy_cpu_pct'], 0):>7s} {fmt(m['proxy_cpu_us_per_req'], 0):>7s} "
+            f"{fmt(m['upstream_cpu_pct'], 0):>7s} "
+            f"{fmt(m['client_cpu_pct'], 0):>7s}"
         )
     r, ok = result["ratios"], result["targets_met"]
     print()
     print(
         f"agentlog rps / mitmdump rps        {r['agentlog_rps_over_mitmdump']:7.3f}   "
-        f"(target >= 0.9)   {_verdict(ok['agentlog_rps_over_mitmdump'])}"
+        f"(target >= 0.9)   {verdict(ok['agentlog_rps_over_mitmdump'])}"
     )
     print(
         f"agentlog p50 - mitmdump p50        {r['agentlog_p50_minus_mitmdump_ms']:+7.2f} ms "
-        f"(target <= 1 ms)  {_verdict(ok['agentlog_p50_minus_mitmdump_ms'])}"
+        f"(target <= 1 ms)  {verdict(ok['agentlog_p50_minus_mitmdump_ms'])}"
     )
     print(
         f"  same, 1 connection               {r['agentlog_serial_p50_minus_mitmdump_ms']:+7.2f} ms"
@@ -643,7 +230,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
     )
     print(
         f"agentlog sse 1st event - direct    {r['agentlog_sse_minus_direct_ms']:+7.2f} ms "
-        f"(target <= 20 ms) {_verdict(ok['agentlog_sse_minus_direct_ms'])}"
+        f"(target <= 20 ms) {verdict(ok['agentlog_sse_minus_direct_ms'])}"
     )
     print(f"  mitmdump sse 1st event - direct  {r['mitmdump_sse_minus_direct_ms']:+7.2f} ms")
     if "mitmdump_stream_rps_over_mitmdump" in r:
@@ -657,29 +244,6 @@ def report(result: dict, args: argparse.Namespace) -> None:
     if errors:
         print(f"NON-200 / failed responses: {errors}")
     print(f"agentlog journal lines written: {result['agentlog_journal_lines']}")
-
-
-def load_parser(doc: str) -> argparse.ArgumentParser:
-    """The options every load benchmark here shares."""
-    p = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--seconds",
-        type=float,
-        default=10.0,
-        help="load-test time per setup, split over the rounds (default 10)",
-    )
-    p.add_argument("--rounds", type=int, default=3, help="rounds, setups alternating (default 3)")
-    p.add_argument("--conns", type=int, default=8, help="concurrent keep-alive connections")
-    p.add_argument(
-        "--warmup",
-        type=float,
-        default=0.5,
-        help="unmeasured seconds before each load phase (default 0.5)",
-    )
-    return p
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -733,33 +297,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _no_nan(value: object) -> object:
-    """NaN (a metric that was skipped) -> null: keep the JSON strict."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_no_nan(v) for v in value]
-    return value
-
-
 def _out_of_time(signum: int, frame: object) -> None:
     raise TimeoutError("bench_proxy: over its time budget, stopping")
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == CLIENT_FLAG:
-        client_main(json.loads(sys.argv[2]))
-        return 0
     args = parse_args(sys.argv[1:])
-    command = shlex.join(sys.orig_argv)
-    print(f"$ {command}")
-    print(
-        f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        flush=True,
-    )
+    command = announce()
     # Hard stop: whatever happens, the script ends by itself.
     per_setup = args.seconds + args.serial_seconds + args.sse_seconds
     budget = 3 * per_setup * 1.5 + args.rounds * 3 * 3 * (args.warmup + 10) + 60
@@ -769,27 +313,7 @@ def main() -> int:
     result = run(args)
     signal.alarm(0)
     report(result, args)
-    try:
-        from importlib.metadata import version
-
-        mitmproxy_version = version("mitmproxy")
-    except Exception:  # noqa: BLE001
-        mitmproxy_version = None
-    document = {
-        "command": command,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "mitmproxy": mitmproxy_version,
-        },
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        **result,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(_no_nan(document), indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(args.output, command, started, args, result)
     return 0
 
 

@@ -34,7 +34,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_proxy import _CLK_TCK, BIN, ROOT, STREAM_SETUP, Bench
+from common import BIN, CLK_TCK, ROOT, stat_fields
+from setups import STREAM_SETUP, Bench
 
 OUT = ROOT / "bench" / "results" / "profile"
 OWN = "/src/agentlog/"
@@ -107,10 +108,10 @@ def _thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(task / "stat")
         except OSError:
             continue
-        out[task.name] = (int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK)
+        out[task.name] = (int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK)
     return out
 
 
@@ -135,7 +136,7 @@ def main() -> int:
     print(f"$ {shlex.join(sys.orig_argv)}", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="agentlog-prof-"))
-    bench = Bench(argparse.Namespace(pin=False, pin_map={}, stream_baseline=True), tmp)
+    bench = Bench(tmp, stream_baseline=True)
     results = {}
     try:
         bench.start()
