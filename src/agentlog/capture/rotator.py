@@ -1,7 +1,8 @@
 """Write tcpdump's pcap stream into rotated files: `python -m agentlog.capture.rotator`.
 
 tcpdump's own rotation appends a counter after ".pcap"; this names each file
-capture_YYYYMMDD_HHMMSS.pcap (UTC, from its first packet) and, because it
+capture_YYYYMMDD_HHMMSS.pcap (UTC, from its first packet; the first file from
+the start of the stream, so it is named before any packet) and, because it
 sees every packet, also reports which file holds the SYN of each TCP
 connection. It runs as its own process, beside tcpdump, so that none of this
 work competes with the proxy's event loop.
@@ -15,6 +16,7 @@ Reports on stdout, one line each:
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from agentlog.capture.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, Format, PcapError
@@ -71,6 +73,9 @@ class Rotator:
                 return 0
             self.fmt = Format.parse(bytes(buf[:GLOBAL_HEADER_LEN]))
             offset = GLOBAL_HEADER_LEN
+            # The first file opens with the stream, not with its first packet, so a
+            # connection's file is known the moment the proxy starts serving.
+            self._open(time.time())
         fmt, unpack, n = self.fmt, self.fmt.record_header.unpack_from, len(buf)
         start = offset
         while n - offset >= RECORD_HEADER_LEN:

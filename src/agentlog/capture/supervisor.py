@@ -71,6 +71,7 @@ class CaptureSupervisor:
         self._syn_files: dict[str, str] = {}
         self._stopping = False
         self._watcher: asyncio.Task | None = None
+        self._first_file = asyncio.Event()
 
     # -- lookups (called on the proxy's hot path: memory only) -------------
 
@@ -91,6 +92,10 @@ class CaptureSupervisor:
         if shutil.which("tcpdump") is None:
             raise CaptureError("--capture needs tcpdump, and it is not on PATH")
         self._pair = await self._spawn()
+        try:  # serve only once the first file is named: every record can name its file
+            await asyncio.wait_for(self._first_file.wait(), 10)
+        except TimeoutError:
+            raise CaptureError("the capture rotator did not open a file within 10 s") from None
         self.record("start", interface=self.settings.interface, pid=self._pair.tcpdump.pid)
         self._watcher = asyncio.create_task(self._watch())
 
@@ -182,6 +187,7 @@ class CaptureSupervisor:
                 name, ts = rest.rsplit(" ", 1)
                 self._starts.append(float(ts))
                 self._names.append(name)
+                self._first_file.set()
                 self.record("open", file=name)
             elif kind == "syn":
                 client, name = rest.split(" ", 1)
