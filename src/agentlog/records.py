@@ -186,6 +186,63 @@ def websocket_event(
     }
 
 
+def tcp_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    domain: str,
+    port: int,
+    client: str,
+    agent_dst: str | None,
+    mode: str,
+    tls: bool,
+    decision: str,
+    pcap_file: str | None,
+) -> dict:
+    """A TCP relay's opening event, its `request`: written before a byte is relayed."""
+    return _base("tcp", id, session, ts) | {
+        "domain": domain,
+        "port": port,
+        "client": client,
+        "agent_dst": agent_dst,
+        "mode": mode,
+        "tls": tls,
+        "decision": decision,
+        "pcap_file": pcap_file,
+    }
+
+
+def tcp_end_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    ended: str,
+    error: str | None,
+    messages_from_client: int,
+    messages_from_server: int,
+    bytes_from_client: int,
+    bytes_from_server: int,
+    duration_ms: float,
+    upstream: tuple[str | None, str | None],
+    redactor: Redactor,
+) -> dict:
+    """A TCP relay's closing event. `ended`: closed by client, closed by server,
+    error (then `error` says what), or proxy stopped."""
+    return _base("tcp_end", id, session, ts) | {
+        "ended": ended,
+        "error": None if error is None else redactor.scrub(error),
+        "messages_from_client": messages_from_client,
+        "messages_from_server": messages_from_server,
+        "bytes_from_client": bytes_from_client,
+        "bytes_from_server": bytes_from_server,
+        "duration_ms": duration_ms,
+        "upstream_src": upstream[0],
+        "upstream_dst": upstream[1],
+    }
+
+
 def capture_event(*, id: str, session: str, ts: float, action: str, **fields: object) -> dict:
     """tcpdump's life: start, open (a new file), stop, restart (after a gap)."""
     return _base("capture", id, session, ts) | {"action": action, **fields}
