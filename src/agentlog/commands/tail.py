@@ -19,6 +19,13 @@ def _describe(event: dict) -> str:
         )
     if kind == "response":
         return f"{head} {event.get('status')} {event.get('response_bytes')} bytes"
+    if kind == "tcp":
+        return f"{head} tcp://{event.get('domain')}:{event.get('port')} {event.get('decision')}"
+    if kind == "tcp_end":
+        return (
+            f"{head} {event.get('ended')} {event.get('bytes_from_client')} B out,"
+            f" {event.get('bytes_from_server')} B in"
+        )
     detail = event.get("error") or event.get("reason") or event.get("action") or ""
     return f"{head} {detail}"
 

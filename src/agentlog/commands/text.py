@@ -14,6 +14,8 @@ def summary(exchange: dict) -> str:
     """One line per exchange, as `ls` and `tail` print it."""
     if exchange.get("event") == "tls_failed":
         outcome, method, where = "TLS-FAIL", "-", f"{exchange.get('domain')}"
+    elif exchange.get("event") == "tcp":
+        outcome, method, where = _relay(exchange)
     else:
         method = exchange.get("method", "?")
         where = f"{exchange.get('scheme')}://{exchange.get('domain')}:{exchange.get('port')}"
@@ -29,3 +31,16 @@ def summary(exchange: dict) -> str:
     return printable(
         f"{exchange.get('timestamp', '')}  {exchange.get('id')}  {outcome:>8}  {method:<7} {where}"
     )
+
+
+def _relay(exchange: dict) -> tuple[str, str, str]:
+    """A raw TCP relay's outcome, "method" and target, with the bytes each way once closed."""
+    where = f"tcp://{exchange.get('domain')}:{exchange.get('port')}"
+    end = exchange.get("tcp_end")
+    if "blocked" in exchange:
+        return "BLOCKED", "TCP", where
+    if end is None:
+        return "...", "TCP", where
+    where += f"  {end.get('bytes_from_client')} B out, {end.get('bytes_from_server')} B in"
+    where += f" ({end.get('error') or end.get('ended')})"
+    return ("ERROR" if end.get("error") else "CLOSED"), "TCP", where

@@ -9,8 +9,10 @@ from pathlib import Path
 # data: only a well-formed bodies/xx/<sha256> is ever opened.
 _BODY_REF = re.compile(r"bodies/([0-9a-f]{2})/\1[0-9a-f]{62}")
 
-# Events that close an exchange; their fields are merged under their own name.
-CLOSING_EVENTS = ("response", "error", "blocked", "websocket")
+# Events that open an exchange (an HTTP request, a raw TCP relay), and those that
+# close one; closing events' fields are merged under their own name.
+OPENING_EVENTS = ("request", "tcp")
+CLOSING_EVENTS = ("response", "error", "blocked", "websocket", "tcp_end")
 
 
 def lines(path: Path) -> Iterator[bytes]:
@@ -30,7 +32,7 @@ def events(path: Path) -> Iterator[dict]:
 
 
 def exchanges(stream: Iterable[dict]) -> dict[str, dict]:
-    """id -> the request event with closing events nested under their names.
+    """id -> the request (or tcp) event with closing events nested under their names.
 
     A streamed request's size and body ref arrive with its closing event and
     are lifted into the request part. Insertion order is journal order.
@@ -38,7 +40,7 @@ def exchanges(stream: Iterable[dict]) -> dict[str, dict]:
     merged: dict[str, dict] = {}
     for event in stream:
         kind, id = event.get("event"), event.get("id")
-        if kind == "request":
+        if kind in OPENING_EVENTS:
             merged[id] = dict(event)
         elif kind in CLOSING_EVENTS and id in merged:
             exchange = merged[id]
