@@ -10,6 +10,7 @@ nor TLS (tests/fakes/tcp_echo.py).
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -22,6 +23,7 @@ from tests.conftest import BLOCKED, assert_every_request_closed_once, free_port,
 from tests.fakes.tcp_echo import FakeTcp
 from tests.harness import RunningProxy, agentlog, start_proxy, verify
 from tests.netns import AgentNamespace, can_make_namespaces
+from tests.test_journal_full import fill, small_disk  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -243,6 +245,37 @@ def test_proxy_stopping_closes_open_relays(tmp_path, upstream, upstream_ca, serv
     [(_, end)] = relays(proxy)
     assert end["ended"] == "proxy stopped"
     assert end["bytes_from_client"] == end["bytes_from_server"] == len(GREETING)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (needs root)")
+def test_relay_that_cannot_be_recorded_is_never_dialled(
+    small_disk,  # noqa: F811
+    upstream,
+    upstream_ca,
+    service,
+):
+    proxy = start_proxy(small_disk, *proxy_args(upstream, upstream_ca[1]), *tcp_args(service))
+    try:
+        s, _ = tunnel(proxy, f"{ECHO}:22")
+        assert exchange_through(s, GREETING) == GREETING
+        filler = fill(small_disk)
+        # The journal's last page may still have room for a line or two.
+        for attempt in range(20):
+            dialled = service.accepted["echo"]
+            s, _ = tunnel(proxy, f"{ECHO}:{100 + attempt}")
+            if exchange_through(s, GREETING) == b"":
+                break
+        assert service.accepted["echo"] == dialled  # refused before any connect
+        assert any("journal write failed" in line for line in proxy.stderr)
+        filler.unlink()
+        s, _ = tunnel(proxy, f"{ECHO}:22")
+        assert exchange_through(s, GREETING) == GREETING
+    finally:
+        proxy.stop()
+    result = verify(small_disk)
+    assert result.returncode == 0, result.stdout
+    ports = [e["port"] for e in proxy.events("tcp")]
+    assert 100 + attempt not in ports and ports[-1] == 22
 
 
 # -- transparent: a redirected connection that carries no HTTP ---------------
