@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BLOCKED, assert_every_request_closed_once, free_port, proxy_args
+from agentlog.commands.text import summary
+from agentlog.journal.reader import exchanges
+from tests.conftest import BLOCKED, DOWN, assert_every_request_closed_once, free_port, proxy_args
 from tests.fakes.tcp_echo import FakeTcp
 from tests.harness import RunningProxy, agentlog, start_proxy, verify
 from tests.netns import AgentNamespace, can_make_namespaces
@@ -31,6 +33,20 @@ ECHO = "echo.test"  # echoes until the client is done, then closes
 HANGUP = "hangup.test"  # answers once and hangs up first
 # Not HTTP (no request line), not TLS (no handshake record): what ssh would send.
 GREETING = b"SSH-2.0-agentlog_test\r\n" + bytes(range(256))
+
+
+def test_a_relay_is_one_exchange_whatever_its_outcome():
+    opened = {"event": "tcp", "id": "A", "domain": "h.test", "port": 22, "timestamp": "t"}
+    end = {"event": "tcp_end", "id": "A", "ended": "error", "error": "\x1b[2Jboom"}
+    end |= {"bytes_from_client": 3, "bytes_from_server": 0}
+    [still_open] = exchanges([opened]).values()
+    assert "..." in summary(still_open) and "tcp://h.test:22" in summary(still_open)
+    [errored] = exchanges([opened, end, {"event": "tcp_end", "id": "B"}]).values()
+    assert errored["tcp_end"] == end
+    line = summary(errored)
+    assert "ERROR" in line and "3 B out, 0 B in" in line and "\x1b" not in line
+    blocked = {"event": "blocked", "id": "A", "reason": "not on the allowlist"}
+    assert "BLOCKED" in summary(next(iter(exchanges([opened, blocked]).values())))
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +203,31 @@ def test_server_that_closes_first(proxy):
     [(_, end)] = relays(proxy)
     assert end["ended"] == "closed by server"
     assert end["bytes_from_client"] == end["bytes_from_server"] == 7
+
+
+def test_unreachable_target_ends_in_an_error(proxy):
+    s, head = tunnel(proxy, f"{DOWN}:22")  # allowed, but nothing listens there
+    assert head.startswith(b"HTTP/1.1 200")  # lazy: the dial follows the first bytes
+    s.sendall(GREETING)
+    assert read_all(s) == b""
+    s.close()
+    [(opened, end)] = relays(proxy)
+    assert opened["decision"] == "allowed"
+    assert end["ended"] == "error" and "connect call failed" in end["error"].lower()
+    assert end["bytes_from_client"] == 0  # nothing reached anyone
+
+
+def test_tls_inside_a_tunnel_is_recorded_as_tls(proxy, agent_tls, service):
+    """The agent speaks TLS to us, then no HTTP: a relay over TLS on both legs. The echo
+    service speaks no TLS, so the upstream handshake fails and the relay ends in an error."""
+    s, head = tunnel(proxy, f"{ECHO}:993")
+    assert head.startswith(b"HTTP/1.1 200")
+    with agent_tls.wrap_socket(s, server_hostname=ECHO) as tls:
+        tls.sendall(GREETING)
+        assert read_all(tls) == b""
+    [(opened, end)] = relays(proxy)
+    assert opened["tls"] is True and (opened["domain"], opened["port"]) == (ECHO, 993)
+    assert end["ended"] == "error" and end["error"]
 
 
 def proxy_rss(proxy: RunningProxy) -> int:
