@@ -22,6 +22,7 @@ from mitmproxy.proxy.layers import TCPLayer
 from agentlog import records
 from agentlog.ids import new_id
 from agentlog.journal.writer import JournalError, JournalWriter
+from agentlog.policy import Decision
 from agentlog.proxy.addons.legs import address, agent_dst, upstream
 from agentlog.proxy.addons.policy_gate import DECISION
 from agentlog.redact import Redactor
@@ -76,22 +77,8 @@ class TcpRecorder:
         if decision is None or decision.allowed:
             self._tunnels[flow.client_conn.id] = flow
             return
-        host, port = flow.request.host, flow.request.port
-        id = new_id(flow.request.timestamp_start)
-        self.writer.append(
-            self._opening(flow, id, flow.request.timestamp_start, host, port, "blocked")
-        )
-        self.writer.append(
-            records.blocked_event(
-                id=id,
-                session=self.session,
-                ts=time.time(),
-                domain=host,
-                port=port,
-                rule=None if decision.rule is None else str(decision.rule),
-                reason=decision.reason,
-            )
-        )
+        start = flow.request.timestamp_start
+        self._refused(flow, new_id(start), start, flow.request.host, flow.request.port, decision)
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         chosen = nextlayer.layer
@@ -129,18 +116,7 @@ class TcpRecorder:
         if decision is None or decision.allowed:
             return self._write_ahead(flow, relay, host, port)
         relay.open = False  # closed by its `blocked` event; PolicyGate refuses the dial
-        self.writer.append(self._opening(flow, relay.id, relay.started, host, port, "blocked"))
-        self.writer.append(
-            records.blocked_event(
-                id=relay.id,
-                session=self.session,
-                ts=time.time(),
-                domain=host,
-                port=port,
-                rule=None if decision.rule is None else str(decision.rule),
-                reason=decision.reason,
-            )
-        )
+        self._refused(flow, relay.id, relay.started, host, port, decision)
         return None
 
     async def _write_ahead(self, flow: tcp.TCPFlow, relay: Relay, host: str, port: int) -> None:
@@ -188,6 +164,21 @@ class TcpRecorder:
         self.writer.append(self._closing(flow, relay, ended, error, upstream(flow)))
 
     # -- events -----------------------------------------------------------
+
+    def _refused(self, flow, id: str, ts: float, host: str, port: int, decision: Decision) -> None:
+        """A relay the policy refused: its opening event, closed by `blocked`."""
+        self.writer.append(self._opening(flow, id, ts, host, port, "blocked"))
+        self.writer.append(
+            records.blocked_event(
+                id=id,
+                session=self.session,
+                ts=time.time(),
+                domain=host,
+                port=port,
+                rule=None if decision.rule is None else str(decision.rule),
+                reason=decision.reason,
+            )
+        )
 
     def _opening(self, flow, id: str, ts: float, host: str, port: int, decision: str) -> dict:
         client = address(flow.client_conn.peername)
