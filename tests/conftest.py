@@ -7,6 +7,7 @@ their names to 127.0.0.1, so no test can dial anything outside this machine.
 from __future__ import annotations
 
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,17 +68,29 @@ def proxy_args(upstream: FakeUpstream, ca_file: Path) -> list[str]:
 
 
 def assert_every_request_closed_once(events: list[dict]) -> None:
-    """Each request event is unique and followed by exactly one outcome."""
-    requests = [e for e in events if e["event"] == "request"]
-    assert len({e["id"] for e in requests}) == len(requests), "a request recorded twice"
-    for request in requests:
+    """Each request and each TCP relay is recorded once and followed by exactly one outcome."""
+    closing = {"request": ("response", "error", "blocked"), "tcp": ("tcp_end", "blocked")}
+    opened = [e for e in events if e["event"] in closing]
+    assert len({e["id"] for e in opened}) == len(opened), "an exchange recorded twice"
+    for first in opened:
         outcomes = [
-            e
-            for e in events
-            if e["id"] == request["id"] and e["event"] in ("response", "error", "blocked")
+            e for e in events if e["id"] == first["id"] and e["event"] in closing[first["event"]]
         ]
-        assert len(outcomes) == 1, f"{request['path']}: outcomes {outcomes}"
-        assert outcomes[0]["seq"] > request["seq"]
+        where = first.get("path") or f"{first['domain']}:{first['port']}"
+        assert len(outcomes) == 1, f"{first['event']} {where}: outcomes {outcomes}"
+        assert outcomes[0]["seq"] > first["seq"]
+    ids = {e["id"] for e in opened}
+    assert all(e["id"] in ids for e in events if e["event"] == "tcp_end"), "a tcp_end alone"
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 4 MiB tmpfs for a logs directory, to be filled (needs root)."""
+    mount = tmp_path / "logs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.fixture

@@ -40,6 +40,19 @@ def closed(kind: str):
     return lambda events: any(e["event"] == kind for e in events)
 
 
+def fill(directory: Path) -> Path:
+    """Fill the file system holding `directory`; returns the filler file to delete."""
+    filler = directory / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
 def verify(logs: Path) -> subprocess.CompletedProcess:
     return agentlog("verify", "--logs", logs)
 

@@ -101,7 +101,7 @@ def test_ca_prints_path_and_fingerprint(tmp_path):
 def test_ls_show_tail(proxy):
     curl(proxy, f"https://{UPSTREAM}/hello")
     curl(proxy, f"https://{UPSTREAM}/echo", "-d", "x=1")
-    curl(proxy, "https://blocked.test/nope")
+    curl(proxy, "http://blocked.test/nope")  # https: refused at CONNECT, no path
     proxy.wait_for(lambda es: sum(e["event"] in ("response", "blocked") for e in es) == 3)
     logs = str(proxy.logs)
 
@@ -179,7 +179,7 @@ def test_export_har(proxy, tmp_path):
         "x=1",
     )
     curl(proxy, f"https://{UPSTREAM}/bytes?n=100000", "-o", "/dev/null")
-    curl(proxy, "https://blocked.test/nope")
+    curl(proxy, "http://blocked.test/nope")  # https: refused at CONNECT, no path
     proxy.wait_for(lambda es: sum(e["event"] in ("response", "blocked") for e in es) == 3)
     out = tmp_path / "all.har"
     result = agentlog("export", "--har", "--logs", proxy.logs, "-o", out)

@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
 from tests.conftest import UPSTREAM, proxy_args
-from tests.harness import curl, start_proxy, verify
+from tests.harness import curl, fill, start_proxy, verify
 
 pytestmark = [
     pytest.mark.timeout(60),
     pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (needs root)"),
 ]
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    mount = tmp_path / "logs"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory) -> os.PathLike:
-    filler = directory / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    return filler
 
 
 def test_full_disk_refuses_requests_then_recovers(small_disk, upstream, upstream_ca):

@@ -178,7 +178,7 @@ def test_client_rejecting_our_ca_gives_tls_failed_event(proxy):
 
 def test_blocked_host_gets_403_naming_agentlog_and_rule(proxy, upstream):
     before = sum(upstream.hits.values())
-    got = curl(proxy, f"https://{BLOCKED}/steal?data=1", "-w", "\n%{http_code}")
+    got = curl(proxy, f"http://{BLOCKED}/steal?data=1", "-w", "\n%{http_code}")
     body, _, status = got.stdout.rpartition(b"\n")
     assert status == b"403"
     assert b"agentlog" in body and b"allowlist" in body
@@ -186,6 +186,12 @@ def test_blocked_host_gets_403_naming_agentlog_and_rule(proxy, upstream):
     request, blocked = proxy.exchange("/steal", domain=BLOCKED)
     assert request["decision"] == "blocked"
     assert blocked["event"] == "blocked" and blocked["reason"] == "not on the allowlist"
+    # HTTPS is refused at its CONNECT, before any 200: no tunnel, no request to record.
+    got = curl(proxy, f"https://{BLOCKED}/steal?data=2")
+    assert b"CONNECT tunnel failed, response 403" in got.stderr
+    proxy.wait_for(lambda es: sum(e["event"] == "blocked" for e in es) == 2)
+    [tunnel] = proxy.events("tcp")
+    assert (tunnel["domain"], tunnel["port"], tunnel["decision"]) == (BLOCKED, 443, "blocked")
     assert sum(upstream.hits.values()) == before
 
 
@@ -198,9 +204,9 @@ def test_deny_rule_is_named(tmp_path, upstream, upstream_ca):
     )
     try:
         got = curl(proxy, "https://api.fake.test/hello")
-        assert b"rule 'deny api.fake.test:443'" in got.stdout
+        assert b"CONNECT tunnel failed, response 403" in got.stderr
         proxy.wait_for(closed("blocked"))
-        _, blocked = proxy.exchange("/hello")
+        [blocked] = proxy.events("blocked")
         assert blocked["rule"] == "deny api.fake.test:443"
     finally:
         proxy.stop()

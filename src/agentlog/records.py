@@ -105,6 +105,31 @@ class WebsocketEvent(EventBase):
     close_reason: str
 
 
+class TcpEvent(EventBase):
+    """A raw TCP relay's opening event, written before a byte is relayed."""
+
+    domain: str
+    port: int
+    client: str
+    agent_dst: str | None
+    mode: str
+    tls: bool
+    decision: str
+    pcap_file: str | None
+
+
+class TcpEndEvent(EventBase):
+    ended: str  # closed by client, closed by server, error, proxy stopped
+    error: str | None
+    messages_from_client: int
+    messages_from_server: int
+    bytes_from_client: int
+    bytes_from_server: int
+    duration_ms: float
+    upstream_src: str | None
+    upstream_dst: str | None
+
+
 class CaptureEvent(EventBase):
     action: str  # start, open, stop, restart
     interface: NotRequired[str]
@@ -131,12 +156,14 @@ Event = (
     | BlockedEvent
     | TlsFailedEvent
     | WebsocketEvent
+    | TcpEvent
+    | TcpEndEvent
     | CaptureEvent
     | JournalEvent
 )
 
-# Events that close a request's exchange.
-ClosingEvent = ResponseEvent | ErrorEvent | BlockedEvent | WebsocketEvent
+# Events that close an exchange (a request's, or a TCP relay's).
+ClosingEvent = ResponseEvent | ErrorEvent | BlockedEvent | WebsocketEvent | TcpEndEvent
 
 
 # -- the builders ------------------------------------------------------------------
@@ -318,6 +345,63 @@ def websocket_event(
         "bytes_from_server": bytes_from_server,
         "close_code": close_code,
         "close_reason": redactor.scrub(close_reason),
+    }
+
+
+def tcp_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    domain: str,
+    port: int,
+    client: str,
+    agent_dst: str | None,
+    mode: str,
+    tls: bool,
+    decision: str,
+    pcap_file: str | None,
+) -> TcpEvent:
+    """A TCP relay's opening event, its `request`: written before a byte is relayed."""
+    return _base("tcp", id, session, ts) | {
+        "domain": domain,
+        "port": port,
+        "client": client,
+        "agent_dst": agent_dst,
+        "mode": mode,
+        "tls": tls,
+        "decision": decision,
+        "pcap_file": pcap_file,
+    }
+
+
+def tcp_end_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    ended: str,
+    error: str | None,
+    messages_from_client: int,
+    messages_from_server: int,
+    bytes_from_client: int,
+    bytes_from_server: int,
+    duration_ms: float,
+    upstream: tuple[str | None, str | None],
+    redactor: Redactor,
+) -> TcpEndEvent:
+    """A TCP relay's closing event. `ended`: closed by client, closed by server,
+    error (then `error` says what), or proxy stopped."""
+    return _base("tcp_end", id, session, ts) | {
+        "ended": ended,
+        "error": None if error is None else redactor.scrub(error),
+        "messages_from_client": messages_from_client,
+        "messages_from_server": messages_from_server,
+        "bytes_from_client": bytes_from_client,
+        "bytes_from_server": bytes_from_server,
+        "duration_ms": duration_ms,
+        "upstream_src": upstream[0],
+        "upstream_dst": upstream[1],
     }
 
 

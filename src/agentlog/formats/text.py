@@ -14,6 +14,8 @@ def summary(exchange: dict) -> str:
     """One line per exchange, as `ls` prints it."""
     if exchange.get("event") == "tls_failed":
         outcome, method, where = "TLS-FAIL", "-", f"{exchange.get('domain')}"
+    elif exchange.get("event") == "tcp":
+        outcome, method, where = _relay(exchange)
     else:
         method = exchange.get("method", "?")
         where = f"{exchange.get('scheme')}://{exchange.get('domain')}:{exchange.get('port')}"
@@ -42,7 +44,27 @@ def event_line(event: dict) -> str:
         )
     elif kind == "response":
         line = f"{head} {event.get('status')} {event.get('response_bytes')} bytes"
+    elif kind == "tcp":
+        line = f"{head} tcp://{event.get('domain')}:{event.get('port')} {event.get('decision')}"
+    elif kind == "tcp_end":
+        line = (
+            f"{head} {event.get('ended')} {event.get('bytes_from_client')} B out,"
+            f" {event.get('bytes_from_server')} B in"
+        )
     else:
         detail = event.get("error") or event.get("reason") or event.get("action") or ""
         line = f"{head} {detail}"
     return printable(line)
+
+
+def _relay(exchange: dict) -> tuple[str, str, str]:
+    """A raw TCP relay's outcome, "method" and target, with the bytes each way once closed."""
+    where = f"tcp://{exchange.get('domain')}:{exchange.get('port')}"
+    end = exchange.get("tcp_end")
+    if "blocked" in exchange:
+        return "BLOCKED", "TCP", where
+    if end is None:
+        return "...", "TCP", where
+    where += f"  {end.get('bytes_from_client')} B out, {end.get('bytes_from_server')} B in"
+    where += f" ({end.get('error') or end.get('ended')})"
+    return ("ERROR" if end.get("error") else "CLOSED"), "TCP", where

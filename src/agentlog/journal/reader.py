@@ -10,8 +10,10 @@ from typing import NamedTuple
 
 from agentlog.logsdir import LogsDir
 
-# Events that close an exchange; their fields are merged under their own name.
-CLOSING_EVENTS = ("response", "error", "blocked", "websocket")
+# Events that open an exchange (an HTTP request, a raw TCP relay), and those that
+# close one; closing events' fields are merged under their own name.
+OPENING_EVENTS = ("request", "tcp")
+CLOSING_EVENTS = ("response", "error", "blocked", "websocket", "tcp_end")
 
 
 def lines(path: Path) -> Iterator[bytes]:
@@ -144,8 +146,8 @@ def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
     """Fold one event into `exchanges` (id -> exchange); return the exchange it
     made or changed, or None when the event belongs to no exchange.
 
-    An exchange is the request event with closing events nested under their
-    names. A streamed request's size and body ref arrive with its closing
+    An exchange is the opening event (a request, a TCP relay) with closing
+    events nested under their names. A streamed request's size and body ref arrive with its closing
     event and are lifted into the request part (from the first closing event
     that has them). A closing event whose request is not in `exchanges` is
     dropped (the request is written first), and so is an event without an id.
@@ -153,7 +155,7 @@ def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
     kind, id = event.get("event"), event.get("id")
     if not isinstance(id, str):
         return None
-    if kind in ("request", "tls_failed"):
+    if kind in OPENING_EVENTS or kind == "tls_failed":
         exchanges[id] = dict(event)
         return exchanges[id]
     exchange = exchanges.get(id) if kind in CLOSING_EVENTS else None

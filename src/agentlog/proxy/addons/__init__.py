@@ -1,6 +1,7 @@
 """agentlog's mitmproxy addons, one concern each, run in this order:
 
-DialByName -> PolicyGate -> Router -> Recorder, with Lifecycle announcing and closing.
+DialByName -> PolicyGate -> Router -> Recorder -> TcpRecorder, with Lifecycle announcing
+and closing.
 """
 
 
