@@ -86,7 +86,10 @@ def response_event(
     redactor: Redactor,
     known: set[str],
 ) -> dict:
-    clean_headers, _ = redactor.headers(headers, known)
+    """The response event; adds the secrets its headers held (Set-Cookie,
+    X-Auth-Token, a Location's ?code=) to `known`, to scrub them from the body."""
+    clean_headers, found = redactor.headers(headers, known)
+    known |= found
     return _base("response", id, session, ts) | {
         "status": status,
         "reason": redactor.scrub(reason, known),
