@@ -429,3 +429,10 @@ def test_hostile_bodies_are_redacted_in_bounded_time():
         start = time.monotonic()
         R.body(body, "text/plain")
         assert time.monotonic() - start < 5, body[:12]
+
+
+def test_secrets_inside_a_masked_object_are_learnt_not_its_other_fields():
+    known: set[str] = set()
+    doc = {"auth": {"type": "oauth2-bearer", "password": "Zq9inner12345", "list": ["Zq9x"]}}
+    R.body(json.dumps(doc).encode(), "application/json", known)
+    assert "Zq9inner12345" in known and "oauth2-bearer" not in known

@@ -171,7 +171,7 @@ class Redactor:
             for key, value in node.items():
                 if is_secret_name(str(key)) and value not in (None, "", [], {}, True, False):
                     secret = value if isinstance(value, str) else json.dumps(value)
-                    known.update(secret_parts(secret))
+                    _learn(value, known)
                     out[key] = self.mask(secret)
                 else:
                     out[key] = self._json(value, known, depth)
@@ -196,6 +196,21 @@ class Redactor:
         spans = secrets_in_text(text, found, known, cut=False)
         known |= found
         return apply(text, spans, self.mask)
+
+
+def _learn(value: object, known: set[str], named: bool = True) -> None:
+    """Remember a masked value's secrets: its strings while they sit under a
+    credential name (a list of secrets, an object's "password"), not the rest
+    of an object ("type": "oauth2")."""
+    if isinstance(value, str):
+        if named:
+            known.update(secret_parts(value))
+    elif isinstance(value, list):
+        for item in value:
+            _learn(item, known, named)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _learn(item, known, is_secret_name(str(key)))
 
 
 def _param_values(path: str) -> list[tuple[int, int]]:
