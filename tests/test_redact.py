@@ -436,3 +436,17 @@ def test_secrets_inside_a_masked_object_are_learnt_not_its_other_fields():
     doc = {"auth": {"type": "oauth2-bearer", "password": "Zq9inner12345", "list": ["Zq9x"]}}
     R.body(json.dumps(doc).encode(), "application/json", known)
     assert "Zq9inner12345" in known and "oauth2-bearer" not in known
+
+
+def test_free_text_values_that_are_prose_or_code_are_kept():
+    kept = [
+        "Password: must be at least 12 characters long.",
+        "The token: see the docs for how to make one.",
+        "password: string; token: AccessToken;",
+        "api_key = settings.API_KEY\nsecret = None\n",
+        "export GITHUB_TOKEN=$(gh auth token)\n",
+    ]
+    for text in kept:
+        assert R.body(text.encode(), "text/plain").decode() == text
+    masked = "db:\n  password: hunter\n"  # a password alone on its line: a config file
+    assert R.body(masked.encode(), "text/plain") == b"db:\n  password: [REDACTED]\n"

@@ -226,19 +226,20 @@ def is_password_name(name: str) -> bool:
     return any(w.startswith(("pass", "pwd")) for w in words(name))
 
 
-def looks_like_secret(value: str, password: bool = False) -> bool:
+def looks_like_secret(value: str, password: bool = False, ends_line: bool = False) -> bool:
     """Whether a value assigned to a credential name in free text (`.env`, YAML,
     shell, ini) looks like a real secret rather than code or prose: no code
-    punctuation, not a dotted identifier, and (but for passwords, which may be
-    plain words) not a plain word and with some digits or mixed case."""
+    punctuation, not a dotted identifier, not a plain word (but a password
+    that ends its line, as in a config file, may be one), some digits or
+    mixed case."""
     if len(value) < (4 if password else 6) or _CODE_LIKE.search(value):
         return False
     if _PLACEHOLDER.match(value) or _IDENTIFIER_PATH.fullmatch(value):
         return False
-    if password:
-        return value.lower() not in _TYPE_NAMES
     if _PLAIN_WORDS.fullmatch(value):
-        return False
+        return password and ends_line and value.lower() not in _TYPE_NAMES
+    if password:
+        return True
     return any(c.isdigit() for c in value) or (
         any(c.isupper() for c in value) and any(c.islower() for c in value)
     )

@@ -158,7 +158,9 @@ def assignments(text: str, found: set[str]) -> list[Span]:
         if not is_secret_name(name.rsplit(".", 1)[-1]):
             continue
         cut = m.end() == len(text)
-        if cut or looks_like_secret(value, is_password_name(name)):
+        after = text[m.end() : m.end() + 2].lstrip("\"'`")
+        ends_line = after[:1] in ("", "\n", "\r")
+        if cut or looks_like_secret(value, is_password_name(name), ends_line):
             spans.append(m.span("value"))
             found.add(value)
     return spans
