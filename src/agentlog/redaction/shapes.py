@@ -8,9 +8,9 @@ and parts (literals and runs of characters of realistic length): the regexes
 are built from it, with the lengths relaxed, and the tests generate realistic
 tokens from the same entries.
 
-Two regexes come out: TOKEN_SHAPES finds whole tokens anywhere; CUT_TOKEN finds
-a token cut short by the body cap, i.e. a prefix and part of its body running
-to the end of the text.
+Two regexes come out: TOKEN_SHAPES finds whole tokens (`token_spans`), and a
+second one finds a token cut short by the body cap, a prefix and part of its
+body running to the end of the text (`cut_token_start`).
 """
 
 import re
