@@ -450,3 +450,14 @@ def test_free_text_values_that_are_prose_or_code_are_kept():
         assert R.body(text.encode(), "text/plain").decode() == text
     masked = "db:\n  password: hunter\n"  # a password alone on its line: a config file
     assert R.body(masked.encode(), "text/plain") == b"db:\n  password: [REDACTED]\n"
+
+
+def test_urls_nested_in_parameters_and_a_header_that_is_one_parameter():
+    from urllib.parse import quote
+
+    nested = "https://app.test/cb?code=Zq9nested12345&state=1"
+    path, found = R.path(f"/login?next={nested}&redirect={quote(nested, safe='')}")
+    assert "Zq9nested" not in path and "Zq9nested12345" in found
+    assert path.startswith("/login?next=https://app.test/cb?code=[REDACTED]&state=1&redirect=")
+    headers, _ = R.headers([("X-Debug", "password=Zq9debug123456"), ("Keep-Alive", "timeout=5")])
+    assert headers == {"x-debug": "password=[REDACTED]", "keep-alive": "timeout=5"}

@@ -108,10 +108,12 @@ class Redactor:
         found: set[str] = set()
         spans = url_params(path, found, whole_url=True) + token_spans(path)
         values = found.union(known)
-        for start, end in _param_values(path):
+        for start, end in _param_values(path):  # what percent-encoding hides
             decoded = unquote_plus(path[start:end])
             if decoded != path[start:end] and (
-                has_token(decoded) or any(len(k) >= MIN_SCRUB_LEN and k in decoded for k in values)
+                has_token(decoded)
+                or any(len(k) >= MIN_SCRUB_LEN and k in decoded for k in values)
+                or ("=" in decoded and url_params(decoded, found, whole_url=True))
             ):
                 spans.append((start, end))
         return apply(path, spans + known_values(path, values), self.mask), found

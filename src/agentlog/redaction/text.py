@@ -42,6 +42,7 @@ _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s\"'<>`\\]+")
 _USERINFO_PASSWORD = re.compile(r"//[^/\s:@]*:([^/\s@]+)@")
 # A parameter inside a URL: "?a=1&b=2;c=3#d=4".
 _URL_PARAM = re.compile(r"[?&;#]([^=&;#\s\"'<>\\]{1,100})=([^&;#\s\"'<>\\]*)")
+_LEADING_PARAM = re.compile(r"([A-Za-z_][\w.-]{0,60})=([^&;#\s\"'<>\\]+)")
 # A parameter outside a URL we recognise (a relative one, a form in prose).
 _LOOSE_PARAM = re.compile(r"[?&]([^=&;#\s\"'<>\\]{1,100})=([^&;#\s\"'<>\\]*)")
 
@@ -189,6 +190,9 @@ def url_params(text: str, found: set[str], whole_url: bool = False) -> list[Span
     fragment) and passwords in `user:password@`. With `whole_url`, `text` is
     itself a URL or a path (a request line, a Location header)."""
     spans: list[Span] = []
+    if whole_url and (m := _LEADING_PARAM.match(text)) and is_secret_param(m.group(1)):
+        spans.append(m.span(2))  # a header that is one parameter: "password=..."
+        found.add(m.group(2))
     urls = [(0, len(text))] if whole_url else [m.span() for m in _URL.finditer(text)]
     for start, end in urls:
         if m := _USERINFO_PASSWORD.search(text, start, end):
@@ -207,6 +211,8 @@ def _params(regex: re.Pattern[str], text: str, start: int, end: int, found: set[
         if value and is_secret_param(unquote_plus(m.group(1))):
             spans.append(m.span(2))
             found.update({value, unquote_plus(value)})
+        elif "=" in value:  # a URL inside a parameter: ?next=https://app/cb?code=...
+            spans += _params(_URL_PARAM, text, m.start(2), m.end(2), found)
     return spans
 
 
