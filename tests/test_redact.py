@@ -461,3 +461,19 @@ def test_urls_nested_in_parameters_and_a_header_that_is_one_parameter():
     assert path.startswith("/login?next=https://app.test/cb?code=[REDACTED]&state=1&redirect=")
     headers, _ = R.headers([("X-Debug", "password=Zq9debug123456"), ("Keep-Alive", "timeout=5")])
     assert headers == {"x-debug": "password=[REDACTED]", "keep-alive": "timeout=5"}
+
+
+@settings(max_examples=300)
+@given(
+    st.text(max_size=80),
+    st.text(max_size=80),
+    st.binary(max_size=300),
+    st.sampled_from(["", "application/json", "multipart/form-data; boundary=b", "text/plain"]),
+)
+def test_any_input_is_redacted_without_error(name, value, data, ctype):
+    """Hostile traffic never crashes the redactor (it runs on the proxy's event loop)."""
+    R.headers([(name, value), ("referer", value), ("x", f"a={value}")], {value})
+    R.path("/" + value + "?" + name + "=" + value, {value})
+    R.scrub(value, {name})
+    for body in (data, b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n" + data):
+        assert isinstance(R.body(body, ctype, {value}), bytes)
