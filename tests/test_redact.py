@@ -283,12 +283,14 @@ def test_free_text_credentials():
         "# .env\n"
         "DATABASE_PASSWORD=correct-horse-battery\n"
         'export OPENAI_API_KEY="Zq9openai12345"\n'
+        "machine api.test login bob password Zq9netrc12345\n"
         "settings:\n"
         "  token: Zq9yamltoken123\n"
         "  timeout: 30\n"
     )
     out = R.body(text.encode(), "text/plain").decode()
-    for secret in ("AKIAIOSFODNN7", "wJalrXUtnFEMI", "correct-horse", "Zq9openai", "Zq9yaml"):
+    secrets = ["AKIAIOSFODNN7", "wJalrXUtnFEMI", "correct-horse", "Zq9openai", "Zq9netrc"]
+    for secret in [*secrets, "Zq9yaml"]:
         assert secret not in out, out
     assert "  timeout: 30\n" in out and "# .env\n" in out
 

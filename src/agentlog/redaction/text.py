@@ -38,6 +38,7 @@ _ASSIGNMENT = re.compile(
     r"(?P<quote>[\"'`]?)(?P<value>[^\s\"'`,;]+)"
 )
 _AUTH_SCHEME = re.compile(r"\b(?:[Bb]earer|Basic|Token|Bot)[ \t]+([A-Za-z0-9._~+/=-]+)")
+_NETRC = re.compile(r"\blogin[ \t]+\S+[ \t]+password[ \t]+(\S+)")
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s\"'<>`\\]+")
 _USERINFO_PASSWORD = re.compile(r"//[^/\s:@]*:([^/\s@]+)@")
 # A parameter inside a URL: "?a=1&b=2;c=3#d=4".
@@ -168,8 +169,12 @@ def assignments(text: str, found: set[str]) -> list[Span]:
 
 
 def auth_schemes(text: str, found: set[str]) -> list[Span]:
-    """`Bearer xyz`, `Basic dXNl...` in text (a curl command in a prompt)."""
+    """`Bearer xyz`, `Basic dXNl...` in text (a curl command in a prompt), and
+    the password of a `.netrc` line (`machine h login u password p`)."""
     spans = []
+    for m in _NETRC.finditer(text):
+        spans.append(m.span(1))
+        found.add(m.group(1))
     for m in _AUTH_SCHEME.finditer(text):
         value = m.group(1)
         if m.end() == len(text) or (len(value) >= 8 and not value.isalpha()) or _mixed(value):
@@ -260,7 +265,7 @@ def secrets_in_text(text: str, found: set[str], known: Iterable[str], cut: bool)
     spans = json_pairs(text, found) if named and '"' in text else []
     if named and ("=" in text or ":" in text):
         spans += assignments(text, found)
-    if "earer" in text or "Basic" in text or "Token" in text or "Bot" in text:
+    if any(hint in text for hint in ("earer", "Basic", "Token", "Bot", "login")):
         spans += auth_schemes(text, found)
     if "=" in text or "@" in text:
         spans += url_params(text, found)
