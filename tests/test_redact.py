@@ -129,3 +129,353 @@ def test_json_with_any_text_redacts_to_bytes(text):
     body = json.dumps({"text": text, "api_key": "S3crS3crS3crS3cr"}).encode()
     out = R.body(body, "application/json")
     assert b"S3crS3crS3crS3cr" not in out
+
+
+# -- issue 7, item 4: the body cap cuts a secret -------------------------------
+
+CUT_SECRET = "Zq9mK2pL8xW4vN6tR1sY3u"
+
+
+def test_unterminated_json_value_under_a_credential_name_is_masked_from_its_start():
+    for body in (
+        b'{"model": "m", "api_key": "' + CUT_SECRET[:14].encode(),
+        b'data: {"type": "x", "password": "' + CUT_SECRET[:12].encode(),
+        b'{"auth": {"token": ' + b"1234567890123",
+    ):
+        out = R.body(body, "application/json")
+        assert CUT_SECRET[:12].encode() not in out and b"1234567890" not in out, out
+        assert out.endswith(b"[REDACTED]"), out
+
+
+def test_token_shapes_cut_short_are_masked():
+    for cut in ("AIza" + "SyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUv"[:34], "ghp_" + "A1b2C3d4E5f6G7h8I9j"):
+        out = R.body(f"my keys: {cut}".encode(), "text/plain")
+        assert out == b"my keys: [REDACTED]", out
+
+
+def test_known_secret_cut_short_is_masked():
+    known = {CUT_SECRET}
+    out = R.body(f"echo: {CUT_SECRET[:13]}".encode(), "text/plain", known)
+    assert out == b"echo: [REDACTED]"
+
+
+MULTIPART = (
+    "--XyZ\r\n"
+    'Content-Disposition: form-data; name="api_key"\r\n\r\n'
+    f"{CUT_SECRET}\r\n"
+    "--XyZ\r\n"
+    'Content-Disposition: form-data; name="config"; filename=".env"\r\n'
+    "Content-Type: text/plain\r\n\r\n"
+    "PORT=8080\nSTRIPE_KEY=sk_live_4eC39HqLyjWDarjtT1zdp7dc\n"
+    "\r\n--XyZ\r\n"
+    'Content-Disposition: form-data; name="note"\r\n\r\n'
+    "keep this note\r\n"
+    "--XyZ--\r\n"
+)
+
+
+def test_multipart_parts_are_redacted_by_field_name_and_by_content():
+    out = R.body(MULTIPART.encode(), "multipart/form-data; boundary=XyZ").decode()
+    assert CUT_SECRET not in out and "sk_live_" not in out
+    assert 'name="api_key"\r\n\r\n[REDACTED]\r\n--XyZ' in out
+    assert "PORT=8080\nSTRIPE_KEY=[REDACTED]\n" in out
+    assert "keep this note" in out and out.endswith("--XyZ--\r\n")
+
+
+def test_multipart_cut_inside_a_credential_part_and_without_a_content_type():
+    cut = MULTIPART[: MULTIPART.index(CUT_SECRET) + 12]
+    assert CUT_SECRET[:12].encode() not in R.body(cut.encode(), "multipart/form-data; boundary=XyZ")
+    assert CUT_SECRET.encode() not in R.body(MULTIPART.encode(), "")  # sniffed
+
+
+# -- issue 7, item 5: more gaps --------------------------------------------------
+
+
+def test_response_header_secrets_are_scrubbed_from_the_response_body():
+    from agentlog import records
+
+    known: set[str] = set()
+    records.response_event(
+        id="i",
+        session="s",
+        ts=0,
+        status=200,
+        reason="OK",
+        http_version="HTTP/1.1",
+        headers=[
+            ("Set-Cookie", f"sid={CUT_SECRET}; Path=/api/v1; Domain=example.com; HttpOnly"),
+            ("X-Auth-Token", "Zq9AuthTokenValue77"),
+        ],
+        response_bytes=0,
+        response_body_truncated=False,
+        ttfb_ms=None,
+        duration_ms=1,
+        upstream=(None, None),
+        redactor=R,
+        known=known,
+    )
+    page = f"<p>session {CUT_SECRET}, token Zq9AuthTokenValue77, see /api/v1 on example.com</p>"
+    out = R.body(page.encode(), "text/html", known).decode()
+    assert out == "<p>session [REDACTED], token [REDACTED], see /api/v1 on example.com</p>"
+
+
+def test_urls_inside_headers_lose_their_credentials():
+    headers, found = R.headers(
+        [
+            ("Referer", "https://app.test/home?access_token=Zq9ref1234567&tab=2"),
+            ("Location", "https://app.test/cb?code=Zq9code12345&state=ok#id_token=Zq9idtok12345"),
+            ("Link", "<https://u:Zq9pass1234@git.test/r>; rel=alternate"),
+        ]
+    )
+    assert headers["referer"] == "https://app.test/home?access_token=[REDACTED]&tab=2"
+    assert headers["location"] == "https://app.test/cb?code=[REDACTED]&state=ok#id_token=[REDACTED]"
+    assert headers["link"] == "<https://u:[REDACTED]@git.test/r>; rel=alternate"
+    assert {"Zq9ref1234567", "Zq9code12345", "Zq9pass1234"} <= found
+
+
+def test_query_key_sig_code_and_semicolon_parameters():
+    path, found = R.path(
+        "/maps/api?key=AIzaNotQuiteAKey&q=paris;jsessionid=Zq9js123456"
+        "&sv=2024&sig=Zq9sig%2B12345%3D&code=Zq9code123"
+    )
+    assert path == (
+        "/maps/api?key=[REDACTED]&q=paris;jsessionid=[REDACTED]"
+        "&sv=2024&sig=[REDACTED]&code=[REDACTED]"
+    )
+    assert "Zq9sig+12345=" in found  # decoded, to scrub it where it is not encoded
+
+
+def test_percent_encoded_token_in_any_parameter():
+    token = "glc_" + "Ab12+Cd34/Ef56=" * 3
+    path, _ = R.path("/v1/search?q=" + __import__("urllib.parse").parse.quote_plus(token))
+    assert path == "/v1/search?q=[REDACTED]"
+
+
+def test_credential_header_names():
+    names = ["Ocp-Apim-Subscription-Key", "x-functions-key", "X-Goog-Api-Key", "api-key"]
+    names += ["Private-Token", "X-Vault-Token", "X-Amz-Security-Token", "X-Hub-Signature-256"]
+    headers, _ = R.headers([(n, "Zq9value12345") for n in names] + [("Idempotency-Key", "k-1")])
+    assert all(headers[n.lower()] == REDACTED for n in names), headers
+    assert headers["idempotency-key"] == "k-1"
+
+
+def test_escaped_json_inside_sse_and_ndjson():
+    inner = json.dumps({"api_key": "Zq9escaped12345", "n": 1})
+    sse = f"event: delta\ndata: {json.dumps({'delta': inner})}\n\n"
+    twice = json.dumps({"outer": json.dumps({"tool": inner})})
+    ndjson = f'{{"i": 1}}\n{twice}\n'
+    for body, ctype in ((sse, "text/event-stream"), (ndjson, "application/x-ndjson")):
+        out = R.body(body.encode(), ctype)
+        assert out.replace(b"[REDACTED]", b"Zq9escaped12345") == body.encode(), out
+
+
+def test_non_string_values_under_secret_names_in_streamed_text():
+    sse = 'data: {"token": 918273645546, "secret": {"k": "v1", "n": [1, 2]}, "ok": 7}\n\n'
+    out = R.body(sse.encode(), "text/event-stream").decode()
+    assert out == 'data: {"token": [REDACTED], "secret": [REDACTED], "ok": 7}\n\n'
+
+
+def test_free_text_credentials():
+    text = (
+        "[default]\n"
+        "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
+        "# .env\n"
+        "DATABASE_PASSWORD=correct-horse-battery\n"
+        'export OPENAI_API_KEY="Zq9openai12345"\n'
+        "machine api.test login bob password Zq9netrc12345\n"
+        "settings:\n"
+        "  token: Zq9yamltoken123\n"
+        "  timeout: 30\n"
+    )
+    out = R.body(text.encode(), "text/plain").decode()
+    secrets = ["AKIAIOSFODNN7", "wJalrXUtnFEMI", "correct-horse", "Zq9openai", "Zq9netrc"]
+    for secret in [*secrets, "Zq9yaml"]:
+        assert secret not in out, out
+    assert "  timeout: 30\n" in out and "# .env\n" in out
+
+
+NEW_SHAPES = [
+    "npm_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+    "hf_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZaBcDeFgH",
+    "sk_live_" + "51H8xYzAbCdEfGhIjKlMnOpQr",
+    "rk_live_" + "51H8xYzAbCdEfGhIjKlMnOpQr",
+    "glpat-" + "xY9-AbCdEfGhIjKlMn01",
+    "ya29." + "a0AfB_byC1d2E3f4G5h6I7j8K9l0M1n2O3p4Q5r6S7t8U9v0W1x2Y3z4",
+    "xapp-1-A0123456789-1234567890123-" + "0123456789abcdef" * 4,
+    "xoxb-1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "dop_v1_" + "0123456789abcdef" * 4,
+    "sk-proj-" + "Ab1" * 24 + "T3BlbkFJ" + "Cd2" * 24,
+]
+
+
+def test_catalogue_token_shapes():
+    for token in NEW_SHAPES:
+        assert R.scrub(f"use {token} here") == "use [REDACTED] here", token
+        assert R.body(json.dumps({"note": token}).encode()) == b'{"note": "[REDACTED]"}'
+
+
+# -- what must not be touched ---------------------------------------------------------
+
+CODE = """def login(user, password):
+    token = make_token(user)
+    headers = {"Authorization": f"Bearer {token}"}
+    api_key = os.environ["API_KEY"]
+    payload = {"password": password, "max_tokens": 4096}
+    return requests.post(f"{BASE}/login?next=/home", json=payload, headers=headers)
+"""
+ANTHROPIC_REQUEST = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 32000,
+    "stream": True,
+    "thinking": {"type": "enabled", "budget_tokens": 1024},
+    "metadata": {"user_id": "user_3f2e_account_9a1b_session_77c4"},
+    "system": [
+        {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}
+    ],
+    "tools": [
+        {
+            "name": "Bash",
+            "description": "Run a command. Never print tokens or passwords.",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
+        }
+    ],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Why does this fail?\n" + CODE}]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01A09q90qw90lq917835lq9",
+                    "name": "Bash",
+                    "input": {"command": "grep -rn token_count src/ | head"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_01A09q90qw90lq917835lq9",
+                    "content": "src/a.py:3: token_count = count(tokens)",
+                }
+            ],
+        },
+    ],
+}
+ANTHROPIC_RESPONSE = {
+    "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "content": [{"type": "text", "text": "The password check runs before the token refresh."}],
+    "stop_reason": "end_turn",
+    "usage": {
+        "input_tokens": 2095,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 31000,
+        "output_tokens": 503,
+    },
+}
+_TEXT_DELTA = {"type": "text_delta", "text": "token = tokenizer(text)"}
+_JSON_DELTA = {"type": "input_json_delta", "partial_json": '{"command": "export TOKEN_LIMIT=4096'}
+ANTHROPIC_SSE = "".join(
+    f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    for data in [
+        {"type": "message_start", "message": {**ANTHROPIC_RESPONSE, "content": []}},
+        {"type": "content_block_delta", "index": 0, "delta": _TEXT_DELTA},
+        {"type": "content_block_delta", "index": 1, "delta": _JSON_DELTA},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 1},
+        },
+    ]
+)
+
+
+def test_ordinary_anthropic_traffic_is_stored_byte_for_byte():
+    for body, ctype in (
+        (json.dumps(ANTHROPIC_REQUEST), "application/json"),
+        (json.dumps(ANTHROPIC_REQUEST, separators=(",", ":")), "application/json"),
+        (json.dumps(ANTHROPIC_RESPONSE), "application/json"),
+        (ANTHROPIC_SSE, "text/event-stream"),
+        (CODE, "text/x-python"),
+        ("Plain prose: the token budget is 4096; max_tokens=4096, input_tokens: 12.", "text/plain"),
+    ):
+        assert R.body(body.encode(), ctype).decode() == body
+    headers = [
+        ("anthropic-beta", "claude-code-20250219,oauth-2025-04-20"),
+        ("user-agent", "claude-cli/1.0.83 (external, cli)"),
+        ("content-type", "multipart/form-data; boundary=----x"),
+        ("accept", "text/html;q=0.9,*/*;q=0.8"),
+        ("anthropic-ratelimit-tokens-remaining", "400000"),
+    ]
+    assert R.headers(headers)[0] == dict(headers)
+    assert R.path("/v1/messages?beta=true&limit=20")[0] == "/v1/messages?beta=true&limit=20"
+
+
+def test_names_that_describe_a_secret_are_not_secrets():
+    for name in ["token_count", "auth_type", "token_url", "secret_name", "expires_in", "token_ids"]:
+        assert not is_secret_name(name), name
+    for name in ["refresh_token", "session_id", "subscription_key", "AccountKey", "dbPassword"]:
+        assert is_secret_name(name), name
+
+
+def test_hostile_bodies_are_redacted_in_bounded_time():
+    import time
+
+    for body in (b"sk-" * 300_000, b"eyJ" * 300_000, b'{"token":{' * 100_000, b"a=" * 400_000):
+        start = time.monotonic()
+        R.body(body, "text/plain")
+        assert time.monotonic() - start < 5, body[:12]
+
+
+def test_secrets_inside_a_masked_object_are_learnt_not_its_other_fields():
+    known: set[str] = set()
+    doc = {"auth": {"type": "oauth2-bearer", "password": "Zq9inner12345", "list": ["Zq9x"]}}
+    R.body(json.dumps(doc).encode(), "application/json", known)
+    assert "Zq9inner12345" in known and "oauth2-bearer" not in known
+
+
+def test_free_text_values_that_are_prose_or_code_are_kept():
+    kept = [
+        "Password: must be at least 12 characters long.",
+        "The token: see the docs for how to make one.",
+        "password: string; token: AccessToken;",
+        "api_key = settings.API_KEY\nsecret = None\n",
+        "export GITHUB_TOKEN=$(gh auth token)\n",
+    ]
+    for text in kept:
+        assert R.body(text.encode(), "text/plain").decode() == text
+    masked = "db:\n  password: hunter\n"  # a password alone on its line: a config file
+    assert R.body(masked.encode(), "text/plain") == b"db:\n  password: [REDACTED]\n"
+
+
+def test_urls_nested_in_parameters_and_a_header_that_is_one_parameter():
+    from urllib.parse import quote
+
+    nested = "https://app.test/cb?code=Zq9nested12345&state=1"
+    path, found = R.path(f"/login?next={nested}&redirect={quote(nested, safe='')}")
+    assert "Zq9nested" not in path and "Zq9nested12345" in found
+    assert path.startswith("/login?next=https://app.test/cb?code=[REDACTED]&state=1&redirect=")
+    headers, _ = R.headers([("X-Debug", "password=Zq9debug123456"), ("Keep-Alive", "timeout=5")])
+    assert headers == {"x-debug": "password=[REDACTED]", "keep-alive": "timeout=5"}
+
+
+@settings(max_examples=300)
+@given(
+    st.text(max_size=80),
+    st.text(max_size=80),
+    st.binary(max_size=300),
+    st.sampled_from(["", "application/json", "multipart/form-data; boundary=b", "text/plain"]),
+)
+def test_any_input_is_redacted_without_error(name, value, data, ctype):
+    """Hostile traffic never crashes the redactor (it runs on the proxy's event loop)."""
+    R.headers([(name, value), ("referer", value), ("x", f"a={value}")], {value})
+    R.path("/" + value + "?" + name + "=" + value, {value})
+    R.scrub(value, {name})
+    for body in (data, b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n" + data):
+        assert isinstance(R.body(body, ctype, {value}), bytes)

@@ -243,7 +243,10 @@ def response_event(
     redactor: Redactor,
     known: set[str],
 ) -> ResponseEvent:
-    clean_headers, _ = redactor.headers(headers, known)
+    """The response event; adds the secrets its headers held (Set-Cookie,
+    X-Auth-Token, a Location's ?code=) to `known`, to scrub them from the body."""
+    clean_headers, found = redactor.headers(headers, known)
+    known |= found
     return {
         **_base("response", id, session, ts),
         "status": status,

@@ -1,97 +1,44 @@
 """Redaction: keep secrets out of everything agentlog writes (pure functions).
 
-Three nets, applied in this order:
-1. by name: headers, query parameters, form fields and JSON keys whose name
-   looks like a credential have their whole value replaced;
-2. by shape: known token formats (sk-ant-..., ghp_..., AKIA..., private key
-   blocks, JWTs) are replaced wherever they appear;
+Three nets, applied together:
+1. by name: headers, query and form parameters, multipart fields, JSON keys
+   (at any depth, escaped inside strings, in SSE/NDJSON lines) and free-text
+   assignments (`.env`, YAML, shell) whose name looks like a credential have
+   their whole value replaced;
+2. by shape: the token formats of `redaction.shapes` (sk-ant-..., ghp_...,
+   AKIA..., npm_..., private key blocks, JWTs, ...) are replaced wherever
+   they appear;
 3. by value: every value caught by 1. is also scrubbed from the rest of the
    same exchange (a bearer token echoed in a body, a cookie copied to a URL).
+A body may have been cut by the cap: a value, a token or a known secret that
+runs to the end of the text is masked from its start.
 """
 
-import functools
 import hashlib
 import hmac
-import itertools
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, unquote_plus
+from urllib.parse import unquote_plus
+
+from agentlog.redaction import multipart
+from agentlog.redaction.names import is_secret_header, is_secret_name, secret_parts
+from agentlog.redaction.shapes import has_token, token_spans
+from agentlog.redaction.text import (
+    MIN_SCRUB_LEN,
+    apply,
+    known_values,
+    secrets_in_text,
+    url_params,
+)
+
+__all__ = ["MIN_SCRUB_LEN", "REDACTED", "Redactor", "is_secret_header", "is_secret_name"]
 
 REDACTED = "[REDACTED]"
-
-# Headers that are credentials whatever their value looks like.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
-)
-# Name components that make a header, parameter or JSON key a credential.
-_SECRET_WORDS = frozenset(
-    {
-        "password",
-        "passwd",
-        "pwd",
-        "pass",
-        "passphrase",
-        "secret",
-        "secrets",
-        "token",
-        "apikey",
-        "auth",
-        "authorization",
-        "credential",
-        "credentials",
-        "cookie",
-        "jwt",
-        "bearer",
-        "signature",
-        "privatekey",
-        "accesskey",
-        "secretkey",
-        "sessionid",
-    }
-)
-_SECRET_PAIRS = frozenset(
-    {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("session", "id")}
-)
-_SECRET_SUFFIXES = ("token", "secret", "apikey", "passwd", "credentials")
-_SECRET_INFIXES = ("password", "secret", "apikey", "privatekey")
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
-_WORD = re.compile(r"[a-z0-9]+")
-
-# Known token shapes. Kept conservative: each has a distinctive prefix or frame.
-TOKEN_SHAPES = re.compile(
-    r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----(?:.*?-----END[A-Z ]{0,40}PRIVATE KEY-----|.*\Z)"
-    r"|sk-ant-[A-Za-z0-9_\-]{8,}"
-    r"|\bsk-[A-Za-z0-9_\-]{16,}"
-    r"|gh[pousr]_[A-Za-z0-9]{20,}"
-    r"|github_pat_[A-Za-z0-9_]{20,}"
-    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
-    r"|xox[abposr]-[A-Za-z0-9\-]{10,}"
-    r"|AIza[0-9A-Za-z_\-]{35}"
-    r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
-    re.DOTALL,
-)
-# A "key": "value" pair inside text that is not a whole JSON document
-# (SSE data lines, NDJSON, a truncated body).
-_JSON_PAIR = re.compile(r'"([^"\\]{1,100})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
-# Shorter values are too likely to collide with ordinary text to scrub by value.
-MIN_SCRUB_LEN = 6
-
-
-@functools.lru_cache(maxsize=8192)  # the same few header names and JSON keys recur
-def is_secret_name(name: str) -> bool:
-    lowered = name.lower()
-    if lowered in _SECRET_HEADERS:
-        return True
-    words = _WORD.findall(_CAMEL.sub(r"\1_\2", name).lower())
-    if any(w in _SECRET_WORDS for w in words):
-        return True
-    if any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words)):
-        return True
-    # Run-together names: "refreshtoken", "clientsecret", "dbpassword".
-    squashed = "".join(words)
-    return squashed.endswith(_SECRET_SUFFIXES) or any(w in squashed for w in _SECRET_INFIXES)
+_ANY_PARAM = re.compile(r"[?&;#]([^=&;#]{1,100})=([^&;#]*)")
+# Strings inside JSON nest at most this deep before they are only scrubbed.
+_MAX_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -111,12 +58,11 @@ class Redactor:
     # -- text -------------------------------------------------------------
 
     def scrub(self, text: str, known: Iterable[str] = ()) -> str:
-        """Replace token shapes and already-known secret values in free text."""
-        text = TOKEN_SHAPES.sub(lambda m: self.mask(m.group(0)), text)
-        for value in sorted(known, key=len, reverse=True):
-            if len(value) >= MIN_SCRUB_LEN and value in text:
-                text = text.replace(value, self.mask(value))
-        return text
+        """Replace token shapes, credential URL parameters and already-known
+        secret values in a short free text (a reason phrase, an error)."""
+        found: set[str] = set()
+        spans = token_spans(text) + url_params(text, found)
+        return apply(text, spans + known_values(text, found.union(known)), self.mask)
 
     # -- headers ----------------------------------------------------------
 
@@ -126,45 +72,51 @@ class Redactor:
         """Lower-cased header dict (repeats joined by ', ') and the secrets it removed."""
         fields = [(name.lower(), value) for name, value in fields]
         found: set[str] = set()
+        plain: list[str] = []
         for key, value in fields:
-            if is_secret_name(key):
-                found.update(_secret_parts(value))
-        scrub_with = found.union(known)
+            if is_secret_header(key):
+                found.update(secret_parts(value))
+            else:
+                plain.append(value)
         # Most headers hold nothing to scrub: one look at all of them decides.
-        needs_scrub = self._has_secret("\n".join(v for _, v in fields), scrub_with)
+        joined = "\n".join(plain)
+        known = set(known)
+        params = {v: url_params(v, found, whole_url=True) for v in plain if "=" in v or "@" in v}
+        scrub_with = found | known
+        needs_scrub = (
+            any(params.values())
+            or has_token(joined)
+            or any(len(k) >= MIN_SCRUB_LEN and k in joined for k in scrub_with)
+        )
         out: dict[str, str] = {}
         for key, value in fields:
-            if is_secret_name(key):
+            if is_secret_header(key):
                 clean = self.mask(value)
+            elif needs_scrub:
+                spans = params.get(value, []) + token_spans(value)
+                clean = apply(value, spans + known_values(value, scrub_with), self.mask)
             else:
-                clean = self.scrub(value, scrub_with) if needs_scrub else value
+                clean = value
             out[key] = f"{out[key]}, {clean}" if key in out else clean
         return out, found
-
-    @staticmethod
-    def _has_secret(text: str, known: set[str]) -> bool:
-        return TOKEN_SHAPES.search(text) is not None or any(
-            len(k) >= MIN_SCRUB_LEN and k in text for k in known
-        )
 
     # -- URLs -------------------------------------------------------------
 
     def path(self, path: str, known: Iterable[str] = ()) -> tuple[str, set[str]]:
-        """Redact credential-named query parameters, then shapes and known values."""
+        """Redact credential parameters (query, `;`, fragment), then token shapes
+        and known values, also where percent-encoding hides them."""
         found: set[str] = set()
-        base, sep, query = path.partition("?")
-        if sep:
-            parts = []
-            for item in query.split("&"):
-                name, eq, value = item.partition("=")
-                if eq and is_secret_name(unquote_plus(name)):
-                    found.add(value)
-                    found.add(unquote_plus(value))
-                    parts.append(f"{name}={quote(self.mask(unquote_plus(value)), safe='[]:')}")
-                else:
-                    parts.append(item)
-            path = base + "?" + "&".join(parts)
-        return self.scrub(path, found | set(known)), found
+        spans = url_params(path, found, whole_url=True) + token_spans(path)
+        values = found.union(known)
+        for start, end in _param_values(path):  # what percent-encoding hides
+            decoded = unquote_plus(path[start:end])
+            if decoded != path[start:end] and (
+                has_token(decoded)
+                or any(len(k) >= MIN_SCRUB_LEN and k in decoded for k in values)
+                or ("=" in decoded and url_params(decoded, found, whole_url=True))
+            ):
+                spans.append((start, end))
+        return apply(path, spans + known_values(path, values), self.mask), found
 
     # -- bodies -----------------------------------------------------------
 
@@ -173,64 +125,96 @@ class Redactor:
 
         Secrets found by name are added to `known`, so that a caller redacting
         several bodies of one exchange scrubs each with what the others held.
+        The body may have been cut at any byte.
         """
         known = set() if known is None else known
         text = data.decode("utf-8", "surrogateescape")
-        ctype = content_type.lower()
-        stripped = text.lstrip()
-        if stripped[:1] in ("{", "[") or "json" in ctype:
+        bound = multipart.boundary(text, content_type)
+        if bound is not None:
+
+            def mask_part(content: str) -> str:
+                known.update(secret_parts(content))
+                return self.mask(content)
+
+            def redact_part(content: str, part_type: str) -> str:
+                return self._text_body(content, part_type, known)
+
+            text = multipart.redact(text, bound, mask_part, redact_part)
+            text = apply(text, known_values(text, known), self.mask)  # learnt from later parts
+        else:
+            text = self._text_body(text, content_type.lower(), known)
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # JSON held "\ud800": keep it escaped
+            return text.encode("utf-8", "backslashreplace")
+
+    def _text_body(self, text: str, ctype: str, known: set[str]) -> str:
+        if text.lstrip()[:1] in ("{", "[") or "json" in ctype:
             try:
                 doc = json.loads(text)
             except ValueError:
                 pass
             else:
-                text = self.scrub(json.dumps(self._json(doc, known), ensure_ascii=False), known)
-                try:
-                    return text.encode("utf-8", "surrogateescape")
-                except UnicodeEncodeError:  # JSON held "\ud800": keep it escaped
-                    return text.encode("utf-8", "backslashreplace")
+                clean = self._json(doc, known, 0)
+                if clean != doc:  # keep the body byte for byte when nothing was secret
+                    text = json.dumps(clean, ensure_ascii=False)
+                return apply(text, known_values(text, known), self.mask)
+        found: set[str] = set()
+        spans: list[tuple[int, int]] = []
         if "x-www-form-urlencoded" in ctype:
-            text, found = self.path("?" + text, known)
-            text = text[1:]
-            known |= found
-        text = _JSON_PAIR.sub(lambda m: self._json_pair(m, known), text)
-        return self.scrub(text, known).encode("utf-8", "surrogateescape")
+            spans = [(s - 1, e - 1) for s, e in url_params("?" + text, found, whole_url=True)]
+        spans += secrets_in_text(text, found, known, cut=True)
+        known |= found
+        return apply(text, spans, self.mask)
 
-    def _json(self, node: object, known: set[str]) -> object:
+    def _json(self, node: object, known: set[str], depth: int) -> object:
         if isinstance(node, dict):
             out = {}
             for key, value in node.items():
-                if is_secret_name(str(key)) and value not in (None, "", [], {}):
+                if is_secret_name(str(key)) and value not in (None, "", [], {}, True, False):
                     secret = value if isinstance(value, str) else json.dumps(value)
-                    known.update(_secret_parts(secret))
+                    _learn(value, known)
                     out[key] = self.mask(secret)
                 else:
-                    out[key] = self._json(value, known)
+                    out[key] = self._json(value, known, depth)
             return out
         if isinstance(node, list):
-            return [self._json(item, known) for item in node]
-        if isinstance(node, str):  # may itself hold JSON text: '{"api_key": "..."}'
-            text = _JSON_PAIR.sub(lambda m: self._json_pair(m, known), node)
-            return self.scrub(text, known)
+            return [self._json(item, known, depth) for item in node]
+        if isinstance(node, str):  # may hold JSON text, a .env file, a URL
+            return self._string(node, known, depth)
         return node
 
-    def _json_pair(self, m: re.Match[str], known: set[str]) -> str:
-        key, colon, value = m.groups()
-        if not is_secret_name(key) or not value:
-            return m.group(0)
-        known.update(_secret_parts(value))
-        return f'"{key}"{colon}"{self.mask(value)}"'
+    def _string(self, text: str, known: set[str], depth: int) -> str:
+        stripped = text.lstrip()
+        if stripped[:1] in ("{", "[") and depth < _MAX_DEPTH:
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                pass
+            else:
+                clean = self._json(doc, known, depth + 1)
+                return text if clean == doc else json.dumps(clean, ensure_ascii=False)
+        found: set[str] = set()
+        spans = secrets_in_text(text, found, known, cut=False)
+        known |= found
+        return apply(text, spans, self.mask)
 
 
-def _secret_parts(value: str) -> set[str]:
-    """The value itself, plus what follows an auth scheme ("Bearer xyz" -> "xyz")."""
-    parts = {value}
-    scheme, _, rest = value.partition(" ")
-    if rest and scheme.isalpha():
-        parts.add(rest.strip())
-    # Cookie headers carry name=value pairs; each value is a secret of its own.
-    for pair in value.split(";"):
-        _, eq, cookie_value = pair.strip().partition("=")
-        if eq and cookie_value:
-            parts.add(cookie_value)
-    return {p for p in parts if p}
+def _learn(value: object, known: set[str], named: bool = True) -> None:
+    """Remember a masked value's secrets: its strings while they sit under a
+    credential name (a list of secrets, an object's "password"), not the rest
+    of an object ("type": "oauth2")."""
+    if isinstance(value, str):
+        if named:
+            known.update(secret_parts(value))
+    elif isinstance(value, list):
+        for item in value:
+            _learn(item, known, named)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _learn(item, known, is_secret_name(str(key)))
+
+
+def _param_values(path: str) -> list[tuple[int, int]]:
+    """Spans of every parameter value in a URL or path, whatever its name."""
+    return [m.span(2) for m in _ANY_PARAM.finditer(path)]

@@ -1,6 +1,7 @@
 """The ASGI application behind FakeUpstream (served by hypercorn: h1, h2, WebSocket).
 
-Endpoints: /hello, /echo, /bytes?n=N, /sse?n=N[&hold_ms=M], /ws, /status/CODE.
+Endpoints: /hello, /echo, /bytes?n=N, /sse?n=N[&hold_ms=M], /ws, /status/CODE,
+/reply (the response the request's ``x-reply`` header describes).
 ``/reset`` lives in ``reset.py`` because an ASGI app cannot abort its TCP
 connection with an RST.
 """
@@ -8,6 +9,7 @@ connection with an RST.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 from collections import Counter
@@ -72,6 +74,8 @@ class UpstreamApp:
             await self._sse(receive, send, int(query.get("n", "3")), query.get("hold_ms"))
         elif path.startswith("/status/"):
             await _status(send, path.removeprefix("/status/"))
+        elif path == "/reply":
+            await _reply(scope, receive, send)
         else:
             await _respond(send, 404, b"not found\n", "text/plain")
 
@@ -157,6 +161,25 @@ async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
         "scheme": scope["scheme"],
     }
     await _respond(send, 200, json.dumps(payload).encode(), "application/json")
+
+
+async def _reply(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer as told by the ``x-reply`` header: base64 of JSON {"status",
+    "headers": [[name, value], ...], "body", "chunked"}. Encoded, so that what
+    the response will hold is not itself in the request's headers."""
+    await _read_body(receive)
+    raw = dict(scope["headers"]).get(b"x-reply", b"e30=")  # {}
+    spec = json.loads(base64.b64decode(raw))
+    body = spec.get("body", "").encode()
+    headers = [(k.lower().encode(), v.encode()) for k, v in spec.get("headers", [])]
+    if not spec.get("chunked"):
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send(
+        {"type": "http.response.start", "status": spec.get("status", 200), "headers": headers}
+    )
+    half = len(body) // 2
+    await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+    await send({"type": "http.response.body", "body": body[half:]})
 
 
 async def _bytes(send: Send, n: int) -> None:

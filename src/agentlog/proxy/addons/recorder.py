@@ -231,8 +231,14 @@ class Recorder:
             redactor=self.redactor,
             known=state.secrets,
         )
-        bodies = {"response_body": self._body(resp, data, state)} if data else {}
-        self._close_streamed_request(flow, state, event, bodies)
+        # The response headers' secrets scrub its body too. The writer thread is
+        # not using this set now: the request's body, if held, was written
+        # ahead, and a streamed one only goes out with the entry appended below.
+        state.body_secrets.update(state.secrets)
+        bodies: dict[str, Body] = {}
+        self._close_streamed_request(flow, state, event, bodies)  # first: its secrets count
+        if data:
+            bodies["response_body"] = self._body(resp, data, state)
         self.writer.append(event, bodies)
 
     def error(self, flow: http.HTTPFlow) -> None:
