@@ -157,19 +157,25 @@ class RecordingProxy:
             if not self._stopping:
                 await self._run_mitmproxy(sink, redactor, capture)
         finally:
-            if self._ticker is not None:
-                self._ticker.cancel()
-            try:
-                if capture is not None:
-                    await capture.stop()
-            finally:
-                if self._ticker is not None:  # it started: say it stopped, last
-                    sink.emit(records.journal_event, action="stop")
-                writer.close()
-                self.head = writer.head
-                if self._ticker is not None:
-                    seq, mac = self.head
-                    self._announce(f"stopped; journal head seq={seq} hmac={mac}")
+            await self._shut_down(sink, capture)
+
+    async def _shut_down(self, sink: EventSink, capture: CaptureSupervisor | None) -> None:
+        """After mitmproxy: capture, then the journal's own `stop` (its last line), then the
+        writer, so the head printed is final."""
+        served = self._ticker is not None
+        if self._ticker is not None:
+            self._ticker.cancel()
+        try:
+            if capture is not None:
+                await capture.stop()
+        finally:
+            if served:
+                sink.emit(records.journal_event, action="stop")
+            sink.writer.close()
+            self.head = sink.writer.head
+            if served:
+                seq, mac = self.head
+                self._announce(f"stopped; journal head seq={seq} hmac={mac}")
 
     async def _run_mitmproxy(
         self, sink: EventSink, redactor: Redactor, capture: CaptureSupervisor | None
