@@ -44,7 +44,10 @@ OWN = "/src/agentlog/"
 ENTRY = {  # agentlog frames every main-thread stack passes through: not "own work"
     "agentlog/cli.py:main",
     "agentlog/commands/proxy.py:run",
-    "agentlog/proxy/app.py:serve",
+    "agentlog/commands/proxy.py:_serve",
+    "agentlog/proxy/service.py:_run",
+    "agentlog/proxy/service.py:_serve",
+    "agentlog/proxy/service.py:_run_mitmproxy",
 }
 
 

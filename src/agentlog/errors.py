@@ -25,3 +25,7 @@ class NotFound(UserError):
     """The thing asked for is not in the records (exit 1, like grep)."""
 
     status = 1
+
+
+class StartupError(UserError):
+    """A service could not start (a port taken, capture refused); the message says why."""

@@ -2,10 +2,11 @@
 
 import argparse
 import asyncio
-import os
+import signal
 import socket
 
 from agentlog import options
+from agentlog.config import ProxyConfig
 from agentlog.errors import ConfigError
 from agentlog.logsdir import LogsDir
 from agentlog.options import add_options
@@ -30,14 +31,6 @@ def _check_free(addr: tuple[str, int], what: str) -> None:
             raise ConfigError(f"cannot listen on {addr[0]}:{addr[1]} ({what}): {e.strerror}") from e
 
 
-def prepare_keylog(logs: LogsDir) -> None:
-    """keys.log (0600) for both TLS legs; must precede mitmproxy's first import."""
-    if not logs.keylog.exists():
-        logs.keylog.touch(mode=0o600)
-    os.chmod(logs.keylog, 0o600)
-    os.environ["MITMPROXY_SSLKEYLOGFILE"] = str(logs.keylog)
-
-
 def run(args: argparse.Namespace) -> int:
     config = options.proxy_config(args)
     _check_free(config.listen, "--listen")
@@ -45,10 +38,17 @@ def run(args: argparse.Namespace) -> int:
         _check_free(config.transparent, "--transparent")
     if config.upstream_ca is not None and not config.upstream_ca.is_file():
         raise ConfigError(f"--upstream-ca {config.upstream_ca} is not a readable file")
-    logs = LogsDir(config.logs)
-    logs.prepare()
-    prepare_keylog(logs)
-    from agentlog.proxy.app import serve
-
-    asyncio.run(serve(config, logs))
+    asyncio.run(_serve(config, LogsDir(config.logs)))
     return 0
+
+
+async def _serve(config: ProxyConfig, logs: LogsDir) -> None:
+    """Run the proxy until SIGINT or SIGTERM; StartupError if it cannot start."""
+    from agentlog.proxy.service import RecordingProxy  # mitmproxy: only this command needs it
+
+    loop = asyncio.get_running_loop()
+    async with RecordingProxy(config, logs) as proxy:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, proxy.stop)
+        await proxy.ready()
+        await proxy.wait()

@@ -63,7 +63,9 @@ class JournalWriter:
             os.close(self._fd)
             raise LogsDirError(f"another agentlog proxy is writing {logs.journal}") from None
         self.torn_bytes = self._recover_torn_tail()
-        self._last_line, self.seq = self._read_head()
+        # (seq, line) of the last line written, replaced as one tuple: a reader on
+        # another thread never pairs one line's seq with another's HMAC.
+        self._head: tuple[int, bytes] = self._read_head()
         self._size = os.fstat(self._fd).st_size  # ours alone: we hold the flock
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
 
@@ -95,17 +97,17 @@ class JournalWriter:
             pos = start
         return -1
 
-    def _read_head(self) -> tuple[bytes, int]:
+    def _read_head(self) -> tuple[int, bytes]:
         size = os.fstat(self._fd).st_size
         if size == 0:
-            return b"", 0
+            return 0, b""
         start = self._last_newline_before(size - 1) + 1
         line = os.pread(self._fd, size - start, start)
         try:
             seq = int(json.loads(line)["seq"])
         except (ValueError, TypeError, KeyError) as e:
             raise LogsDirError(f"{self._logs.journal}: last line is not a journal event") from e
-        return line, seq
+        return seq, line
 
     # -- public -----------------------------------------------------------
 
@@ -150,9 +152,15 @@ class JournalWriter:
         os.close(self._fd)
 
     @property
+    def seq(self) -> int:
+        """The seq of the last line written."""
+        return self._head[0]
+
+    @property
     def head(self) -> tuple[int, str]:
         """(seq, HMAC) of the last line written: what the next `prev` will be."""
-        return self.seq, chain.digest(self._key, self._last_line)
+        seq, line = self._head
+        return seq, chain.digest(self._key, line)
 
     # -- the thread -------------------------------------------------------
 
@@ -193,7 +201,7 @@ class JournalWriter:
 
     def _write(self, batch: list[_Entry]) -> list[tuple[_Entry, int | BaseException]]:
         """Seal and write `batch`; the outcome of each entry: its seq, or why not."""
-        seq, last = self.seq, self._last_line
+        seq, last = self._head
         lines, outcomes = [], []
         for entry in batch:
             self._store_bodies(entry)
@@ -217,7 +225,7 @@ class JournalWriter:
             error = JournalError(f"journal write failed: {e.strerror or e}")
             print(f"agentlog proxy: {error}; {len(lines)} event(s) refused", file=sys.stderr)
             return [(entry, error) for entry, _ in outcomes]
-        self.seq, self._last_line = seq, last
+        self._head = (seq, last)
         self._size += len(data)
         return outcomes
 

@@ -1,15 +1,11 @@
-"""Run mitmproxy with agentlog's addons (the `agentlog proxy` command's engine).
+"""mitmproxy's Master with agentlog's addons: how the proxy is assembled.
 
-Import this module only after commands.proxy.prepare_keylog(): mitmproxy reads
-MITMPROXY_SSLKEYLOGFILE once, when it is first imported.
+The service (proxy/service.py) starts, runs and stops what is built here.
 """
 
-import asyncio
-import hmac
-import signal
+import os
 import ssl
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import master, options
@@ -22,14 +18,12 @@ from mitmproxy.addons import (
     proxyserver,
     tlsconfig,
 )
+from mitmproxy.net import tls
 
-from agentlog import ca, records
-from agentlog.capture.supervisor import CaptureError, CaptureSupervisor
 from agentlog.config import ProxyConfig
-from agentlog.errors import UserError
-from agentlog.ids import new_id
-from agentlog.journal.writer import JournalWriter
-from agentlog.logsdir import LogsDir, read_or_create_key
+from agentlog.errors import StartupError
+from agentlog.journal.sink import EventSink
+from agentlog.logsdir import SECRET_MODE, LogsDir
 from agentlog.proxy.addons import Pipeline
 from agentlog.proxy.addons.dial_by_name import DialByName
 from agentlog.proxy.addons.lifecycle import Lifecycle
@@ -39,9 +33,7 @@ from agentlog.proxy.addons.router import Router
 from agentlog.proxy.addons.tcp_recorder import TcpRecorder
 from agentlog.redact import Redactor
 
-
-class StartupError(UserError):
-    """The proxy could not start; the message is one line for the user."""
+__all__ = ["StartupError", "build_master", "log_tls_keys", "mitmproxy_addons", "upstream_trust"]
 
 
 def _mode(kind: str, addr: tuple[str, int]) -> str:
@@ -85,88 +77,60 @@ def upstream_trust(logs: LogsDir, extra_ca: Path | None) -> Path:
     return bundle
 
 
-def _capture(
-    config: ProxyConfig, logs: LogsDir, writer: JournalWriter, session: str
-) -> CaptureSupervisor | None:
-    if config.capture is None:
-        return None
+def log_tls_keys(path: Path) -> None:
+    """Make mitmproxy write both TLS legs' secrets to `path` (0600), whenever it was imported.
 
-    def record(action: str, **fields: object) -> None:
-        writer.append(
-            records.capture_event(
-                id=new_id(), session=session, ts=time.time(), action=action, **fields
-            )
+    mitmproxy reads MITMPROXY_SSLKEYLOGFILE once, when mitmproxy.net.tls is first
+    imported, and bakes the logger into the TLS contexts it caches. A proxy
+    embedded in a program that imported mitmproxy first would leave keys.log
+    empty; so the logger is set here, and contexts made for another dropped.
+    """
+    if not path.exists():
+        path.touch(mode=SECRET_MODE)
+    os.chmod(path, SECRET_MODE)
+    current = tls.log_master_secret
+    if current is not None and current.filename == path:
+        return
+    if current is not None:
+        current.close()
+    tls.log_master_secret = tls.MasterSecretLogger(path)
+    tls.create_proxy_server_context.cache_clear()
+    tls.create_client_proxy_context.cache_clear()
+
+
+def build_master(
+    config: ProxyConfig,
+    logs: LogsDir,
+    sink: EventSink,
+    redactor: Redactor,
+    lifecycle: Lifecycle,
+    pcap_file: Callable[[str | None, float], str | None] | None,
+) -> master.Master:
+    """mitmproxy's Master, configured, with our addons; on the running loop, not yet run.
+
+    mitmproxy keeps the Master in a process-wide `ctx`: one per process.
+    """
+    opts = options.Options()
+    proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
+    proxy.addons.add(*mitmproxy_addons())
+    proxy.addons.add(
+        Pipeline(
+            DialByName(),
+            PolicyGate(config.policy),
+            Router(config.routes),
+            Recorder(sink, redactor, config.body_cap, pcap_file=pcap_file),
+            TcpRecorder(sink, redactor, pcap_file=pcap_file),
+            lifecycle,
         )
-
-    return CaptureSupervisor(logs, config.capture, record)
-
-
-async def serve(config: ProxyConfig, logs: LogsDir) -> None:
-    ca.ensure_ca(logs)
-    journal_key = read_or_create_key(config.journal_key or logs.journal_key)
-    # Fingerprints use a key of their own, derived from the journal key.
-    fingerprint_key = hmac.digest(journal_key, b"agentlog redaction fingerprint", "sha256")
-    redactor = Redactor(fingerprint_key if config.fingerprint else None)
-    session = config.session or new_id()
-    writer = JournalWriter(logs, journal_key, redactor)
-    writer.start()
-    capture = _capture(config, logs, writer, session)
-    lifecycle = Lifecycle(
-        writer, session, f"CA {logs.ca_cert} SHA-256 {ca.fingerprint(logs.ca_cert)}"
     )
-    try:
-        if capture is not None:  # before listening: never run half-blind
-            try:
-                await capture.start()
-            except CaptureError as e:
-                raise StartupError(str(e)) from e
-        opts = options.Options()
-        proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
-        proxy.addons.add(*mitmproxy_addons())
-        recorder = Recorder(
-            writer,
-            redactor,
-            session,
-            config.body_cap,
-            pcap_file=capture.file_for if capture else None,
-        )
-        tcp_recorder = TcpRecorder(
-            writer, redactor, session, pcap_file=capture.file_for if capture else None
-        )
-        proxy.addons.add(
-            Pipeline(
-                DialByName(),
-                PolicyGate(config.policy),
-                Router(config.routes),
-                recorder,
-                tcp_recorder,
-                lifecycle,
-            )
-        )
-        modes = [_mode("regular", config.listen)]
-        if config.transparent:
-            modes.append(_mode("transparent", config.transparent))
-        opts.update(
-            mode=modes,
-            confdir=str(logs.mitmproxy_confdir),
-            connection_strategy="lazy",
-            termlog_verbosity="warn",
-            ssl_verify_upstream_trusted_ca=str(upstream_trust(logs, config.upstream_ca)),
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, proxy.shutdown)
-        await proxy.run()
-        if lifecycle.failure:
-            raise StartupError(lifecycle.failure)
-    finally:
-        if capture is not None:
-            await capture.stop()
-        writer.close()
-        seq, mac = writer.head
-        if lifecycle.serving:
-            print(
-                f"agentlog proxy: stopped; journal head seq={seq} hmac={mac}",
-                file=sys.stderr,
-                flush=True,
-            )
+    modes = [_mode("regular", config.listen)]
+    if config.transparent:
+        modes.append(_mode("transparent", config.transparent))
+    opts.update(
+        mode=modes,
+        confdir=str(logs.mitmproxy_confdir),
+        connection_strategy="lazy",
+        termlog_verbosity="warn",
+        ssl_verify_upstream_trusted_ca=str(upstream_trust(logs, config.upstream_ca)),
+    )
+    return proxy

@@ -30,7 +30,6 @@ def forbidden(host: str, port: int, decision: Decision) -> http.Response:
 
 class PolicyGate:
     def __init__(self, policy: Policy) -> None:
-        self.policy = policy
         self._decide = functools.lru_cache(maxsize=4096)(policy.decide)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:

@@ -18,7 +18,8 @@ from mitmproxy import connection, http, tls, websocket
 from agentlog import records
 from agentlog.ids import new_id
 from agentlog.journal.bodies import Body
-from agentlog.journal.writer import JournalError, JournalWriter
+from agentlog.journal.sink import EventSink
+from agentlog.journal.writer import JournalError
 from agentlog.proxy.addons.policy_gate import DECISION
 from agentlog.proxy.addons.tee import BodyTee
 from agentlog.redact import Redactor
@@ -36,7 +37,7 @@ class FlowState:
     id: str
     secrets: set[str] = field(default_factory=set)  # from headers and URL (event loop)
     body_secrets: set[str] = field(default_factory=set)  # grows in the writer thread
-    request_recorded: bool = False
+    request_recorded: bool = False  # its event is written (or queued, for blocked/error)
     synthetic: bool = False  # the response is ours (blocked, refused), not upstream's
     request_tee: BodyTee | None = None
     response_tee: BodyTee | None = None
@@ -87,15 +88,13 @@ def holds_request_body(request: http.Request, cap: int) -> bool:
 class Recorder:
     def __init__(
         self,
-        writer: JournalWriter,
+        sink: EventSink,
         redactor: Redactor,
-        session: str,
         body_cap: int,
         pcap_file: Callable[[str | None, float], str | None] | None = None,
     ) -> None:
-        self.writer = writer
+        self.sink = sink
         self.redactor = redactor
-        self.session = session
         self.body_cap = body_cap
         self.pcap_file = pcap_file
 
@@ -108,17 +107,15 @@ class Recorder:
         decision = flow.metadata.get(DECISION)
         if decision is not None and not decision.allowed:
             state.synthetic = True
-            self.writer.append(*self._request_event(flow, state, "blocked", None, None))
-            self.writer.append(
-                records.blocked_event(
-                    id=state.id,
-                    session=self.session,
-                    ts=time.time(),
-                    domain=flow.request.pretty_host,
-                    port=flow.request.port,
-                    rule=None if decision.rule is None else str(decision.rule),
-                    reason=decision.reason,
-                )
+            self.sink.append(*self._request_event(flow, state, "blocked", None, None))
+            state.request_recorded = True
+            self.sink.emit(
+                records.blocked_event,
+                id=state.id,
+                domain=flow.request.pretty_host,
+                port=flow.request.port,
+                rule=None if decision.rule is None else str(decision.rule),
+                reason=decision.reason,
             )
             return None
         if holds_request_body(flow.request, self.body_cap):
@@ -132,7 +129,7 @@ class Recorder:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         state: FlowState | None = flow.metadata.get(STATE)
-        if state is None or state.request_recorded:
+        if state is None or state.request_recorded or state.synthetic:
             return
         content = flow.request.raw_content or b""
         await self._write_ahead(flow, state, body=content[: self.body_cap], body_size=len(content))
@@ -147,9 +144,9 @@ class Recorder:
     ):
         req = flow.request
         client = _address(flow.client_conn.peername)
-        event, state.secrets = records.request_event(
+        event, state.secrets = self.sink.build(
+            records.request_event,
             id=state.id,
-            session=self.session,
             ts=req.timestamp_start,
             method=req.method,
             scheme=req.scheme,
@@ -169,7 +166,6 @@ class Recorder:
             else None,
             redactor=self.redactor,
         )
-        state.request_recorded = True
         state.body_secrets.update(state.secrets)  # before the writer thread first sees it
         bodies = {"request_body": self._body(req, body, state)} if body else {}
         return event, bodies
@@ -178,7 +174,7 @@ class Recorder:
         self, flow: http.HTTPFlow, state: FlowState, body: bytes | None, body_size: int | None
     ) -> bool:
         try:
-            await self.writer.write_ahead(
+            await self.sink.write_ahead(
                 *self._request_event(flow, state, "allowed", body, body_size)
             )
         except JournalError as e:
@@ -189,6 +185,7 @@ class Recorder:
                 {"content-type": "text/plain; charset=utf-8", "x-agentlog": "refused"},
             )
             return False
+        state.request_recorded = True
         return True
 
     # -- responses --------------------------------------------------------
@@ -215,10 +212,9 @@ class Recorder:
             data = resp.raw_content or b""
             size, truncated = len(data), len(data) > self.body_cap
             data = data[: self.body_cap]
-        event = records.response_event(
+        event = self.sink.build(
+            records.response_event,
             id=state.id,
-            session=self.session,
-            ts=time.time(),
             status=resp.status_code,
             reason=resp.reason,
             http_version=resp.http_version,
@@ -239,19 +235,19 @@ class Recorder:
         self._close_streamed_request(flow, state, event, bodies)  # first: its secrets count
         if data:
             bodies["response_body"] = self._body(resp, data, state)
-        self.writer.append(event, bodies)
+        self.sink.append(event, bodies)
 
     def error(self, flow: http.HTTPFlow) -> None:
         state: FlowState | None = flow.metadata.get(STATE)
         if state is None:
             return
-        if not state.request_recorded:  # failed before the request was complete
-            self.writer.append(*self._request_event(flow, state, "allowed", None, None))
+        if not state.request_recorded:  # failed before the request was written
+            self.sink.append(*self._request_event(flow, state, "allowed", None, None))
+            state.request_recorded = True
         tee = state.response_tee
-        event = records.error_event(
+        event = self.sink.build(
+            records.error_event,
             id=state.id,
-            session=self.session,
-            ts=time.time(),
             error=flow.error.msg if flow.error else "unknown error",
             stage="response" if flow.response is not None else "request",
             response_bytes=tee.size if tee else None,
@@ -261,7 +257,7 @@ class Recorder:
         )
         bodies: dict[str, Body] = {}
         self._close_streamed_request(flow, state, event, bodies)
-        self.writer.append(event, bodies)
+        self.sink.append(event, bodies)
 
     def _close_streamed_request(
         self, flow: http.HTTPFlow, state: FlowState, event: dict, bodies: dict[str, Body]
@@ -299,19 +295,16 @@ class Recorder:
         if state is None or ws is None:
             return
         msgs_c, msgs_s, bytes_c, bytes_s = state.ws_counts
-        self.writer.append(
-            records.websocket_event(
-                id=state.id,
-                session=self.session,
-                ts=time.time(),
-                messages_from_client=msgs_c,
-                messages_from_server=msgs_s,
-                bytes_from_client=bytes_c,
-                bytes_from_server=bytes_s,
-                close_code=ws.close_code,
-                close_reason=ws.close_reason or "",
-                redactor=self.redactor,
-            )
+        self.sink.emit(
+            records.websocket_event,
+            id=state.id,
+            messages_from_client=msgs_c,
+            messages_from_server=msgs_s,
+            bytes_from_client=bytes_c,
+            bytes_from_server=bytes_s,
+            close_code=ws.close_code,
+            close_reason=ws.close_reason or "",
+            redactor=self.redactor,
         )
 
     # -- TLS: a client that refuses our certificate -------------------------
@@ -319,15 +312,11 @@ class Recorder:
     def tls_failed_client(self, data: tls.TlsData) -> None:
         client: connection.Client = data.context.client
         server = data.context.server
-        self.writer.append(
-            records.tls_failed_event(
-                id=new_id(),
-                session=self.session,
-                ts=time.time(),
-                client=_address(client.peername) or "",
-                domain=client.sni or (server.address[0] if server.address else None),
-                port=server.address[1] if server.address else None,
-                error=data.conn.error or "TLS handshake failed",
-                redactor=self.redactor,
-            )
+        self.sink.emit(
+            records.tls_failed_event,
+            client=_address(client.peername) or "",
+            domain=client.sni or (server.address[0] if server.address else None),
+            port=server.address[1] if server.address else None,
+            error=data.conn.error or "TLS handshake failed",
+            redactor=self.redactor,
         )

@@ -21,7 +21,8 @@ from mitmproxy.proxy.layers import TCPLayer
 
 from agentlog import records
 from agentlog.ids import new_id
-from agentlog.journal.writer import JournalError, JournalWriter
+from agentlog.journal.sink import EventSink
+from agentlog.journal.writer import JournalError
 from agentlog.policy import Decision
 from agentlog.proxy.addons.legs import address, agent_dst, upstream
 from agentlog.proxy.addons.policy_gate import DECISION
@@ -58,14 +59,12 @@ def _ms(start: float, end: float) -> float:
 class TcpRecorder:
     def __init__(
         self,
-        writer: JournalWriter,
+        sink: EventSink,
         redactor: Redactor,
-        session: str,
         pcap_file: Callable[[str | None, float], str | None] | None = None,
     ) -> None:
-        self.writer = writer
+        self.sink = sink
         self.redactor = redactor
-        self.session = session
         self.pcap_file = pcap_file
         self._relays: dict[str, tcp.TCPFlow] = {}  # open relays: closed at shutdown
         self._tunnels: dict[str, http.HTTPFlow] = {}  # accepted CONNECTs not yet carrying data
@@ -98,10 +97,10 @@ class TcpRecorder:
         """A CONNECT whose tunnel ended before a byte in it: nothing relayed, nothing dialled."""
         start = flow.request.timestamp_start
         id = new_id(start)
-        self.writer.append(
+        self.sink.append(
             self._opening(flow, id, start, flow.request.host, flow.request.port, "allowed")
         )
-        self.writer.append(self._closing(flow, Relay(id, start), ended, None, (None, None)))
+        self.sink.append(self._closing(flow, Relay(id, start), ended, None, (None, None)))
 
     # -- the relay --------------------------------------------------------
 
@@ -122,7 +121,7 @@ class TcpRecorder:
     async def _write_ahead(self, flow: tcp.TCPFlow, relay: Relay, host: str, port: int) -> None:
         self._relays[relay.id] = flow  # before the await: a shutdown meanwhile closes it
         try:
-            await self.writer.write_ahead(
+            await self.sink.write_ahead(
                 self._opening(flow, relay.id, relay.started, host, port, "allowed")
             )
         except JournalError as e:
@@ -161,30 +160,27 @@ class TcpRecorder:
             return
         relay.open = False
         self._relays.pop(relay.id, None)
-        self.writer.append(self._closing(flow, relay, ended, error, upstream(flow)))
+        self.sink.append(self._closing(flow, relay, ended, error, upstream(flow)))
 
     # -- events -----------------------------------------------------------
 
     def _refused(self, flow, id: str, ts: float, host: str, port: int, decision: Decision) -> None:
         """A relay the policy refused: its opening event, closed by `blocked`."""
-        self.writer.append(self._opening(flow, id, ts, host, port, "blocked"))
-        self.writer.append(
-            records.blocked_event(
-                id=id,
-                session=self.session,
-                ts=time.time(),
-                domain=host,
-                port=port,
-                rule=None if decision.rule is None else str(decision.rule),
-                reason=decision.reason,
-            )
+        self.sink.append(self._opening(flow, id, ts, host, port, "blocked"))
+        self.sink.emit(
+            records.blocked_event,
+            id=id,
+            domain=host,
+            port=port,
+            rule=None if decision.rule is None else str(decision.rule),
+            reason=decision.reason,
         )
 
     def _opening(self, flow, id: str, ts: float, host: str, port: int, decision: str) -> dict:
         client = address(flow.client_conn.peername)
-        return records.tcp_event(
+        return self.sink.build(
+            records.tcp_event,
             id=id,
-            session=self.session,
             ts=ts,
             domain=host,
             port=port,
@@ -200,10 +196,9 @@ class TcpRecorder:
 
     def _closing(self, flow, relay: Relay, ended: str, error: str | None, legs) -> dict:
         msgs_c, msgs_s, bytes_c, bytes_s = relay.counts
-        return records.tcp_end_event(
+        return self.sink.build(
+            records.tcp_end_event,
             id=relay.id,
-            session=self.session,
-            ts=time.time(),
             ended=ended,
             error=error,
             messages_from_client=msgs_c,
