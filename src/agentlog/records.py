@@ -24,6 +24,13 @@ def _base(event: str, id: str, session: str, ts: float) -> dict:
     }
 
 
+def _unicode(domain_unicode: str | None) -> dict:
+    """`domain` is the ASCII host that was dialled (`xn--...` for an IDN, so a
+    homograph never reads like the name it imitates); its Unicode form goes
+    beside it, only where the two differ."""
+    return {} if domain_unicode is None else {"domain_unicode": domain_unicode}
+
+
 def request_event(
     *,
     id: str,
@@ -32,6 +39,7 @@ def request_event(
     method: str,
     scheme: str,
     domain: str,
+    domain_unicode: str | None = None,
     port: int,
     path: str,
     http_version: str,
@@ -53,6 +61,7 @@ def request_event(
         "method": method,
         "scheme": scheme,
         "domain": domain,
+        **_unicode(domain_unicode),
         "port": port,
         "path": clean_path,
         "http_version": http_version,
@@ -134,10 +143,19 @@ def error_event(
 
 
 def blocked_event(
-    *, id: str, session: str, ts: float, domain: str, port: int, rule: str | None, reason: str
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    domain: str,
+    domain_unicode: str | None = None,
+    port: int,
+    rule: str | None,
+    reason: str,
 ) -> dict:
     return _base("blocked", id, session, ts) | {
         "domain": domain,
+        **_unicode(domain_unicode),
         "port": port,
         "rule": rule,
         "reason": reason,
@@ -151,6 +169,7 @@ def tls_failed_event(
     ts: float,
     client: str,
     domain: str | None,
+    domain_unicode: str | None = None,
     port: int | None,
     error: str,
     redactor: Redactor,
@@ -158,6 +177,7 @@ def tls_failed_event(
     return _base("tls_failed", id, session, ts) | {
         "client": client,
         "domain": domain,
+        **_unicode(domain_unicode),
         "port": port,
         "error": redactor.scrub(error),
     }

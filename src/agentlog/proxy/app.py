@@ -36,6 +36,7 @@ from agentlog.proxy.addons.lifecycle import Lifecycle
 from agentlog.proxy.addons.policy_gate import PolicyGate
 from agentlog.proxy.addons.recorder import Recorder
 from agentlog.proxy.addons.router import Router
+from agentlog.proxy.dialer import Dialer
 from agentlog.redact import Redactor
 
 
@@ -129,9 +130,10 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
             config.body_cap,
             pcap_file=capture.file_for if capture else None,
         )
+        dialer = Dialer(config.policy, config.routes)
         proxy.addons.add(
             Pipeline(
-                DialByName(), PolicyGate(config.policy), Router(config.routes), recorder, lifecycle
+                DialByName(), PolicyGate(config.policy, dialer), Router(dialer), recorder, lifecycle
             )
         )
         modes = [_mode("regular", config.listen)]

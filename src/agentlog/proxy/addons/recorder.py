@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from mitmproxy import connection, http, tls, websocket
 
 from agentlog import records
+from agentlog.hosts import host_forms
 from agentlog.ids import new_id
 from agentlog.journal.bodies import Body
 from agentlog.journal.writer import JournalError, JournalWriter
@@ -62,6 +63,14 @@ def _upstream(flow: http.HTTPFlow) -> tuple[str | None, str | None]:
     """The proxy-to-upstream leg: our source address and the server's."""
     server = flow.server_conn
     return _address(server.sockname), _address(server.peername)
+
+
+def _domain(host: str | None) -> dict:
+    """The record's `domain` (canonical ASCII) and `domain_unicode` (where it differs)."""
+    if host is None:
+        return {"domain": None}
+    domain, shown = host_forms(host)
+    return {"domain": domain, "domain_unicode": shown}
 
 
 def _ms(start: float | None, end: float | None) -> float | None:
@@ -114,7 +123,7 @@ class Recorder:
                     id=state.id,
                     session=self.session,
                     ts=time.time(),
-                    domain=flow.request.pretty_host,
+                    **_domain(flow.request.pretty_host),
                     port=flow.request.port,
                     rule=None if decision.rule is None else str(decision.rule),
                     reason=decision.reason,
@@ -153,7 +162,7 @@ class Recorder:
             ts=req.timestamp_start,
             method=req.method,
             scheme=req.scheme,
-            domain=req.pretty_host,
+            **_domain(req.pretty_host),
             port=req.port,
             path=req.path,
             http_version=req.http_version,
@@ -319,7 +328,7 @@ class Recorder:
                 session=self.session,
                 ts=time.time(),
                 client=_address(client.peername) or "",
-                domain=client.sni or (server.address[0] if server.address else None),
+                **_domain(client.sni or (server.address[0] if server.address else None)),
                 port=server.address[1] if server.address else None,
                 error=data.conn.error or "TLS handshake failed",
                 redactor=self.redactor,
