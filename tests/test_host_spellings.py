@@ -16,7 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import free_port
 from tests.harness import RunningProxy, agentlog, start_proxy, verify
+from tests.netns import AgentNamespace, can_make_namespaces
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -191,3 +193,37 @@ def test_homographs_are_recorded_in_ascii_with_unicode_beside(proxy, decoy):
     assert "xn--pple-43d.test" in listed.stdout
     shown = json.loads(agentlog("show", request["id"], "--logs", proxy.logs).stdout)
     assert shown["domain"] == HOMOGRAPH_ASCII and shown["domain_unicode"] == HOMOGRAPH
+
+
+@pytest.mark.skipif(not can_make_namespaces(), reason="needs root, ip, iptables")
+def test_transparent_mode_dials_and_judges_the_canonical_host_name(tmp_path, decoy):
+    """A redirected agent names its destination only in the Host header: every spelling counts."""
+    with AgentNamespace() as ns:
+        port = free_port()
+        args = ["--deny", "127.0.0.1", "--deny", "evil.test"]
+        args += ["--transparent", f"{ns.host_ip}:{port}"]
+        for name in [*SPELLINGS, "ok.test", "evil.test."]:
+            args += ["--allow", name]
+        for name in ("ok.test", "evil.test."):
+            args += ["--route", f"{name}=127.0.0.2:{decoy.port}"]
+        proxy = start_proxy(tmp_path / "logs", *args)
+        try:
+            ns.iptables(
+                "-t", "nat", "PREROUTING", "-i", ns.host_if, "-p", "tcp", "--dport", "80",
+                "-j", "REDIRECT", "--to-ports", str(port),
+            )  # fmt: skip
+
+            def agent_get(host: str) -> bytes:
+                got = ns.run("curl", "-sS", "--max-time", "20", "-H", f"Host: {host}",
+                             f"http://{ns.host_ip}/transparent", check=False)  # fmt: skip
+                return got.stdout
+
+            for spelling in SPELLINGS:
+                assert b"by policy (rule 'deny 127.0.0.1')" in agent_get(spelling), spelling
+            assert b"by policy (rule 'deny evil.test')" in agent_get("EVIL.test.")
+            assert agent_get("OK.test.") == b"ok"  # dialled by its canonical name
+            events = blocked(proxy, len(SPELLINGS) + 1)
+            assert {e["domain"] for e in events} == {"127.0.0.1", "0.0.0.0", "evil.test"}
+            assert decoy.seen == ["GET /transparent HTTP/1.1"]
+        finally:
+            assert proxy.stop() == 0
