@@ -195,6 +195,17 @@ def test_homographs_are_recorded_in_ascii_with_unicode_beside(proxy, decoy):
     assert shown["domain"] == HOMOGRAPH_ASCII and shown["domain_unicode"] == HOMOGRAPH
 
 
+def test_hosts_with_no_canonical_spelling_are_refused_and_recorded(proxy, decoy):
+    for host in (b"xn--n3h.test", b"a..b.test", b"\xff\xfe.test", b"ok.test%00"):
+        request = b"GET http://ok.test/garbage HTTP/1.1\r\nHost: " + host + b"\r\n"
+        reply = send(proxy, request + CLOSE.encode())
+        assert reply.startswith(b"HTTP/1.1 403"), (host, reply)
+    reasons = [e["reason"] for e in blocked(proxy, 4)]
+    assert all(reason.startswith("not a valid host") for reason in reasons), reasons
+    assert decoy.seen == []
+    assert curl(proxy, "http://ok.test/still-serving") == b"ok"
+
+
 @pytest.mark.skipif(not can_make_namespaces(), reason="needs root, ip, iptables")
 def test_transparent_mode_dials_and_judges_the_canonical_host_name(tmp_path, decoy):
     """A redirected agent names its destination only in the Host header: every spelling counts."""
