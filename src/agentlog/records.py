@@ -32,7 +32,8 @@ class EventBase(TypedDict):
 class RequestEvent(EventBase):
     method: str
     scheme: str
-    domain: str
+    domain: str  # canonical ASCII (an IDN as xn--...)
+    domain_unicode: NotRequired[str]  # only where it differs from `domain`
     port: int
     path: str
     http_version: str
@@ -84,6 +85,7 @@ class ErrorEvent(EventBase):
 
 class BlockedEvent(EventBase):
     domain: str
+    domain_unicode: NotRequired[str]
     port: int
     rule: str | None
     reason: str
@@ -92,6 +94,7 @@ class BlockedEvent(EventBase):
 class TlsFailedEvent(EventBase):
     client: str
     domain: str | None
+    domain_unicode: NotRequired[str]
     port: int | None
     error: str
 
@@ -180,6 +183,13 @@ def _base(event: str, id: str, session: str, ts: float) -> EventBase:
     }
 
 
+def _unicode(domain_unicode: str | None) -> dict[str, str]:
+    """`domain` is the ASCII host that was dialled (`xn--...` for an IDN, so a
+    homograph never reads like the name it imitates); its Unicode form goes
+    beside it, only where the two differ."""
+    return {} if domain_unicode is None else {"domain_unicode": domain_unicode}
+
+
 def request_event(
     *,
     id: str,
@@ -188,6 +198,7 @@ def request_event(
     method: str,
     scheme: str,
     domain: str,
+    domain_unicode: str | None = None,
     port: int,
     path: str,
     http_version: str,
@@ -210,6 +221,7 @@ def request_event(
         "method": method,
         "scheme": scheme,
         "domain": domain,
+        **_unicode(domain_unicode),
         "port": port,
         "path": clean_path,
         "http_version": http_version,
@@ -296,11 +308,20 @@ def error_event(
 
 
 def blocked_event(
-    *, id: str, session: str, ts: float, domain: str, port: int, rule: str | None, reason: str
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    domain: str,
+    domain_unicode: str | None = None,
+    port: int,
+    rule: str | None,
+    reason: str,
 ) -> BlockedEvent:
     return {
         **_base("blocked", id, session, ts),
         "domain": domain,
+        **_unicode(domain_unicode),
         "port": port,
         "rule": rule,
         "reason": reason,
@@ -314,6 +335,7 @@ def tls_failed_event(
     ts: float,
     client: str,
     domain: str | None,
+    domain_unicode: str | None = None,
     port: int | None,
     error: str,
     redactor: Redactor,
@@ -322,6 +344,7 @@ def tls_failed_event(
         **_base("tls_failed", id, session, ts),
         "client": client,
         "domain": domain,
+        **_unicode(domain_unicode),
         "port": port,
         "error": redactor.scrub(error),
     }

@@ -31,6 +31,7 @@ from agentlog.proxy.addons.policy_gate import PolicyGate
 from agentlog.proxy.addons.recorder import Recorder
 from agentlog.proxy.addons.router import Router
 from agentlog.proxy.addons.tcp_recorder import TcpRecorder
+from agentlog.proxy.dialer import Dialer
 from agentlog.redact import Redactor
 
 __all__ = ["StartupError", "build_master", "log_tls_keys", "mitmproxy_addons", "upstream_trust"]
@@ -113,11 +114,12 @@ def build_master(
     opts = options.Options()
     proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
     proxy.addons.add(*mitmproxy_addons())
+    dialer = Dialer(config.policy, config.routes)  # checks and dials the same address
     proxy.addons.add(
         Pipeline(
             DialByName(),
-            PolicyGate(config.policy),
-            Router(config.routes),
+            PolicyGate(config.policy, dialer),
+            Router(dialer),
             Recorder(sink, redactor, config.body_cap, pcap_file=pcap_file),
             TcpRecorder(sink, redactor, pcap_file=pcap_file),
             lifecycle,

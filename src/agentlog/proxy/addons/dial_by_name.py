@@ -1,18 +1,28 @@
-"""Transparent mode: dial the name the agent asked for, not the address it picked.
+"""DialByName: a request dials its name, spelled canonically.
 
-A redirected connection arrives addressed to an IP the agent chose. Sending
-the request to the Host / :authority name instead (resolved by us) keeps the
-record, the policy and the real destination in agreement: an agent cannot
-name an allowed host while connecting somewhere else.
+The name is the one mitmproxy would dial (the URL's or CONNECT's host) in
+canonical spelling (agentlog.hosts): `0x7f000001` becomes 127.0.0.1 and an
+IDN its IDNA 2008 ASCII form, so the policy, the record and the destination
+are one host, not whatever a resolver makes of the agent's spelling.
+
+In transparent mode a redirected connection arrives addressed to an IP the
+agent chose; the request goes to its Host / :authority name instead
+(resolved by us): an agent cannot name an allowed host while connecting
+somewhere else. A name with no canonical spelling is left for the gate to refuse.
 """
 
 from mitmproxy import http
 
+from agentlog.hosts import HostError, canonical_host
+
 
 class DialByName:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.client_conn.proxy_mode.type_name != "transparent":
+        request = flow.request
+        transparent = flow.client_conn.proxy_mode.type_name == "transparent"
+        try:
+            name = canonical_host(request.pretty_host if transparent else request.host)
+        except HostError:
             return
-        name = flow.request.pretty_host
-        if name and name != flow.request.host:
-            flow.request.data.host = name  # headers untouched: they already say `name`
+        if name != request.host:
+            request.data.host = name  # headers untouched: the Host header stays the agent's

@@ -1,23 +1,30 @@
 """--allow / --deny: refuse what the policy refuses, before anything is dialled.
 
-Requests are judged by the name the agent asked for and answered with a 403
-that names agentlog and the rule; so is a CONNECT, by the target it names,
-before any 200. Connections that carry no HTTP request (a raw TCP relay) are
-judged at their start, for the record, and again when mitmproxy is about to dial.
+Requests are judged by the names the agent asked for, in their canonical
+spelling (`0x7f000001` is 127.0.0.1, `EVIL.com.` is evil.com), and, when
+there are deny rules on addresses, by the address the Dialer will connect
+to (a name resolving to a denied address is refused, and the refusal says
+which address). A refusal is a 403 that names agentlog and the rule; so is a
+CONNECT, by the target it names, before any 200. Connections that carry no
+HTTP request (a raw TCP relay) are judged at their start, for the record, and
+again when mitmproxy is about to dial.
 """
 
 import functools
+from collections.abc import Coroutine
 
 from mitmproxy import http, tcp
 from mitmproxy.proxy import server_hooks
 
+from agentlog.hosts import host_forms
 from agentlog.policy import Decision, Policy
+from agentlog.proxy.dialer import Dialer
 
 DECISION = "agentlog.decision"
 
 
 def refusal(host: str, port: int, decision: Decision) -> str:
-    return f"agentlog: blocked {host}:{port} by policy ({decision.reason})"
+    return f"agentlog: blocked {host_forms(host)[0]}:{port} by policy ({decision.reason})"
 
 
 def forbidden(host: str, port: int, decision: Decision) -> http.Response:
@@ -29,10 +36,12 @@ def forbidden(host: str, port: int, decision: Decision) -> http.Response:
 
 
 class PolicyGate:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, dialer: Dialer | None = None) -> None:
+        self.dialer = dialer or Dialer(policy, {})
         self._decide = functools.lru_cache(maxsize=4096)(policy.decide)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Coroutine | None:
+        """Sync, unless addresses are judged: then mitmproxy awaits the lookup."""
         # The name dialled and the name in the Host header can differ (a CONNECT to
         # one host, a Host header naming another): both must pass.
         port = flow.request.port
@@ -40,6 +49,20 @@ class PolicyGate:
             decision = self._decide(host, port)
             if not decision.allowed:
                 break
+        if decision.allowed and self.dialer.judges_addresses:
+            return self._judge_address(flow)
+        self._conclude(flow, host, port, decision)
+        return None
+
+    async def _judge_address(self, flow: http.HTTPFlow) -> None:
+        host, port = flow.request.host, flow.request.port
+        try:
+            plan = await self.dialer.plan(host, port)
+        except OSError:
+            return self._conclude(flow, host, port, Decision(True, None))  # the connect fails
+        self._conclude(flow, plan.name, port, plan.decision)
+
+    def _conclude(self, flow: http.HTTPFlow, host: str, port: int, decision: Decision) -> None:
         flow.metadata[DECISION] = decision
         if not decision.allowed:
             flow.response = http.Response.make(

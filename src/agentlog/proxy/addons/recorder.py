@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from mitmproxy import connection, http, tls, websocket
 
 from agentlog import records
+from agentlog.hosts import host_forms
 from agentlog.ids import new_id
 from agentlog.journal.bodies import Body
 from agentlog.journal.sink import EventSink
@@ -65,6 +66,14 @@ def _upstream(flow: http.HTTPFlow) -> tuple[str | None, str | None]:
     return _address(server.sockname), _address(server.peername)
 
 
+def _domain(host: str | None) -> dict:
+    """The record's `domain` (canonical ASCII) and `domain_unicode` (where it differs)."""
+    if host is None:
+        return {"domain": None}
+    domain, shown = host_forms(host)
+    return {"domain": domain, "domain_unicode": shown}
+
+
 def _ms(start: float | None, end: float | None) -> float | None:
     if start is None or end is None:
         return None
@@ -112,7 +121,7 @@ class Recorder:
             self.sink.emit(
                 records.blocked_event,
                 id=state.id,
-                domain=flow.request.pretty_host,
+                **_domain(flow.request.pretty_host),
                 port=flow.request.port,
                 rule=None if decision.rule is None else str(decision.rule),
                 reason=decision.reason,
@@ -150,7 +159,7 @@ class Recorder:
             ts=req.timestamp_start,
             method=req.method,
             scheme=req.scheme,
-            domain=req.pretty_host,
+            **_domain(req.pretty_host),
             port=req.port,
             path=req.path,
             http_version=req.http_version,
@@ -315,7 +324,7 @@ class Recorder:
         self.sink.emit(
             records.tls_failed_event,
             client=_address(client.peername) or "",
-            domain=client.sni or (server.address[0] if server.address else None),
+            **_domain(client.sni or (server.address[0] if server.address else None)),
             port=server.address[1] if server.address else None,
             error=data.conn.error or "TLS handshake failed",
             redactor=self.redactor,
