@@ -104,6 +104,7 @@ table inet {fw.table} {{
 
 \tchain agent_forward {{
 \t\ttype filter hook forward priority filter; policy accept;
+\t\t# agent_filter has dropped all the agent sends that is not for us; this says it again.
 \t\t{agent} drop
 \t\toifname "{fw.agent_if}" drop
 \t}}
