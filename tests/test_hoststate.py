@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from tests import hoststate
 from tests.hoststate import foreign, normalise
+from tests.netns import AgentNamespace, can_make_namespaces
 
 
 def dead_pid() -> int:
@@ -66,3 +70,16 @@ table inet mine {{
 }}
 """
     assert normalise(text) == ["table inet mine {", "}"]
+
+
+@pytest.mark.skipif(not can_make_namespaces(), reason="needs root, ip, nft, iptables")
+def test_a_namespace_takes_its_iptables_rules_and_any_table_they_made_with_it():
+    before = hoststate.snapshot()
+    with AgentNamespace() as ns:
+        redirect = ("-p", "tcp", "--dport", "80", "-j", "REDIRECT", "--to-ports", "1")
+        ns.iptables("-t", "nat", "PREROUTING", "-i", ns.host_if, *redirect)
+        ns.iptables("INPUT", "-i", ns.host_if, "-j", "DROP")  # the filter table, perhaps new
+        ns.firewall(explicit=1, transparent=2, dns=3)
+        during = hoststate.snapshot()
+        assert ns.host_if in str(during["iptables-save"]) and during != before
+    assert hoststate.snapshot() == before
