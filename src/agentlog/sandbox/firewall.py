@@ -9,6 +9,9 @@ DNS port; everything else (other UDP, QUIC, ICMP, IPv6) is dropped and
 counted per flow in the BYPASS_SETS, which bypass.py reads. Nothing is
 forwarded to or from the agent's link.
 
+`redirect` sends to the address of the link's proxy end (proxy_ip), so the
+transparent and DNS listeners listen there (or on 0.0.0.0).
+
 `ruleset` is pure; `apply` and `remove` hand text to one `nft -f`, which is a
 single transaction: the table is there whole or not at all.
 """
