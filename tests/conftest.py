@@ -6,6 +6,7 @@ their names to 127.0.0.1, so no test can dial anything outside this machine.
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import hoststate
 from tests.fakes.certs import CA, make_ca
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RunningProxy, start_proxy
@@ -23,6 +25,20 @@ RESET = "reset.test"
 DOWN = "down.test"
 BLOCKED = "blocked.test"
 PLAIN = "plain.test"  # plain HTTP
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_left_as_found() -> Iterator[None]:
+    """The suite makes namespaces, links and rulesets; at its end the host is as it was."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = hoststate.snapshot()
+    yield
+    after = hoststate.snapshot()
+    assert after == before, "the tests left the host changed:\n" + hoststate.differences(
+        before, after
+    )
 
 
 @pytest.fixture(scope="session")

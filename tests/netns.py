@@ -1,87 +1,101 @@
 """A network namespace joined to the host by a veth pair: the agent's side, for tests.
 
-Only addresses inside 10.231.0.0/16 on links this module creates are used;
-traffic never leaves the machine. Everything is undone on exit, iptables
-rules included.
+The namespace and link are the sandbox's own (agentlog.sandbox.netns), with a
+unique name and a /30 of 10.231.0.0/16; traffic never leaves the machine.
+Everything is undone on exit, firewall tables and iptables rules included.
 """
 
 from __future__ import annotations
 
 import os
-import random
+import shutil
 import subprocess
-from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from agentlog.sandbox import firewall, netns
+from agentlog.sandbox.firewall import Firewall
 
 
-def _free_subnet() -> int:
-    """A 10.231.N.0/30 that no interface here uses yet (tests may run side by side)."""
-    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
-    free = [n for n in range(1, 250) if f" 10.231.{n}." not in used]
-    return random.choice(free)
-
-
-def sh(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True)
-
-
-@dataclass
 class AgentNamespace:
-    name: str = field(default_factory=lambda: f"al{os.getpid() % 10000}x{random.randrange(10**4)}")
-    subnet: int = field(default_factory=lambda: _free_subnet())
-    rules: list[list[str]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.link: netns.AgentLink | None = None
+        self.tables: list[str] = []
+        self.rules: list[list[str]] = []
+        self.iptables_tables_made: set[str] = set()
+
+    @property
+    def _link(self) -> netns.AgentLink:
+        assert self.link is not None, "use AgentNamespace as a context manager"
+        return self.link
+
+    @property
+    def name(self) -> str:
+        return self._link.name
 
     @property
     def host_if(self) -> str:
-        return f"{self.name}h"[:15]
+        return self._link.host_if
 
     @property
     def host_ip(self) -> str:
-        return f"10.231.{self.subnet}.1"
+        return str(self._link.host_ip)
 
     @property
     def agent_ip(self) -> str:
-        return f"10.231.{self.subnet}.2"
+        return str(self._link.agent_ip)
 
     def __enter__(self) -> AgentNamespace:
-        sh("ip", "netns", "add", self.name)
-        try:
-            sh(
-                "ip",
-                "link",
-                "add",
-                self.host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "agent0",
-                "netns",
-                self.name,
-            )
-            sh("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
-            sh("ip", "link", "set", self.host_if, "up")
-            self.run("ip", "link", "set", "lo", "up")
-            self.run("ip", "addr", "add", f"{self.agent_ip}/30", "dev", "agent0")
-            self.run("ip", "link", "set", "agent0", "up")
-            self.run("ip", "route", "add", "default", "via", self.host_ip)
-        except BaseException:
-            self.__exit__()
-            raise
+        self.link = netns.create()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for rule in reversed(self.rules):
-            subprocess.run(["iptables", "-D", *rule], check=False, capture_output=True)
-        self.rules.clear()
-        subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", self.host_if], check=False, capture_output=True)
+        try:
+            for table in self.tables:
+                firewall.remove(table)
+            self.tables.clear()
+            self._remove_iptables_rules()
+        finally:
+            if self.link is not None:
+                netns.remove(self.link.name)
+
+    def firewall(self, *, explicit: int, transparent: int, dns: int) -> Firewall:
+        """Apply the sandbox's firewall on the host end of this link; removed on exit."""
+        fw = Firewall(
+            table=self._link.nft_table,
+            agent_if=self.host_if,
+            agent_ip=IPv4Address(self.agent_ip),
+            proxy_ip=IPv4Address(self.host_ip),
+            explicit_port=explicit,
+            transparent_port=transparent,
+            dns_port=dns,
+        )
+        self.tables.append(fw.table)
+        firewall.apply(fw)
+        return fw
 
     def iptables(self, *rule: str) -> None:
-        """Append a rule (e.g. "-t", "nat", "PREROUTING", ...); removed on exit."""
+        """Append one host rule (e.g. "-t", "nat", "PREROUTING", ...); removed on exit.
+
+        iptables-nft makes a table the first time a rule goes in it and never
+        removes it: a table this made goes again when its rules have.
+        """
         table = list(rule[:2]) if rule[0] == "-t" else []
         rest = list(rule[2:]) if table else list(rule)
-        sh("iptables", *table, "-A", *rest)
-        self.rules.append([*table, *rest])
+        name = table[1] if table else "filter"
+        if _iptables_nft() and not _nft_table_exists(name):
+            self.iptables_tables_made.add(name)
+        subprocess.run(["iptables", *table, "-A", *rest], check=True, capture_output=True)
+        self.rules.append([*table, "-D", *rest])
+
+    def _remove_iptables_rules(self) -> None:
+        for rule in reversed(self.rules):
+            subprocess.run(["iptables", *rule], check=True, capture_output=True)
+        self.rules.clear()
+        for name in self.iptables_tables_made:
+            listed = subprocess.run(["iptables", "-t", name, "-S"], capture_output=True, text=True)
+            if "\n-A " not in "\n" + listed.stdout:  # another run may have rules there now
+                subprocess.run(["nft", "delete", "table", "ip", name], capture_output=True)
+        self.iptables_tables_made.clear()
 
     def run(
         self, *cmd: str, check: bool = True, timeout: float = 30
@@ -97,8 +111,16 @@ class AgentNamespace:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kwargs)
 
 
+def _iptables_nft() -> bool:
+    version = subprocess.run(["iptables", "--version"], capture_output=True, text=True)
+    return "nf_tables" in version.stdout
+
+
+def _nft_table_exists(name: str) -> bool:
+    return subprocess.run(["nft", "list", "table", "ip", name], capture_output=True).returncode == 0
+
+
 def can_make_namespaces() -> bool:
-    return (
-        os.geteuid() == 0
-        and subprocess.run(["which", "ip", "iptables"], capture_output=True).returncode == 0
+    return os.geteuid() == 0 and all(
+        shutil.which(tool) for tool in ("ip", "nft", "sysctl", "iptables")
     )

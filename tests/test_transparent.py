@@ -1,7 +1,7 @@
 """The transparent listener: an agent that ignores proxy settings is still recorded.
 
-The agent runs in its own network namespace; the host redirects its port 80
-and 443 traffic to the proxy's transparent port, as the sandbox's firewall does.
+The agent runs in its own network namespace behind the sandbox's firewall,
+which redirects every TCP connection it opens to the proxy's transparent port.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.netns import AgentNamespace, can_make_namespaces
 
 pytestmark = [
     pytest.mark.timeout(60),
-    pytest.mark.skipif(not can_make_namespaces(), reason="needs root, ip, iptables"),
+    pytest.mark.skipif(not can_make_namespaces(), reason="needs root, ip, nft"),
 ]
 
 
@@ -37,23 +37,7 @@ def redirected(tmp_path, upstream, upstream_ca) -> Iterator[tuple[AgentNamespace
             "--transparent",
             f"{ns.host_ip}:{port}",
         )
-        ns.iptables(
-            "-t",
-            "nat",
-            "PREROUTING",
-            "-i",
-            ns.host_if,
-            "-p",
-            "tcp",
-            "-m",
-            "multiport",
-            "--dports",
-            "80,443",
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            str(port),
-        )
+        ns.firewall(explicit=free_port(), transparent=port, dns=free_port())
         yield ns, proxy
         assert proxy.stop() == 0
         assert_every_request_closed_once(proxy.events())
