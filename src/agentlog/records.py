@@ -112,6 +112,7 @@ class TcpEvent(EventBase):
     """A raw TCP relay's opening event, written before a byte is relayed."""
 
     domain: str
+    domain_unicode: NotRequired[str]
     port: int
     client: str
     agent_dst: str | None
@@ -380,6 +381,7 @@ def tcp_event(
     session: str,
     ts: float,
     domain: str,
+    domain_unicode: str | None = None,
     port: int,
     client: str,
     agent_dst: str | None,
@@ -391,6 +393,7 @@ def tcp_event(
     """A TCP relay's opening event, its `request`: written before a byte is relayed."""
     return _base("tcp", id, session, ts) | {
         "domain": domain,
+        **_unicode(domain_unicode),
         "port": port,
         "client": client,
         "agent_dst": agent_dst,

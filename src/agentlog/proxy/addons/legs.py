@@ -1,6 +1,17 @@
-"""The two TCP legs of a flow, as the journal names them: agent<->proxy, proxy<->upstream."""
+"""How the journal names where a flow went: the host it asked for, and the two TCP
+legs, agent<->proxy and proxy<->upstream."""
 
 from mitmproxy import flow
+
+from agentlog.hosts import host_forms
+
+
+def domain(host: str | None) -> dict[str, str | None]:
+    """The record's `domain` (canonical ASCII) and `domain_unicode` (where it differs)."""
+    if host is None:
+        return {"domain": None}
+    ascii_form, shown = host_forms(host)
+    return {"domain": ascii_form, "domain_unicode": shown}
 
 
 def address(addr: tuple | None) -> str | None:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from mitmproxy import connection, http, tls, websocket
 
 from agentlog import records
-from agentlog.hosts import host_forms
 from agentlog.ids import new_id
 from agentlog.journal.bodies import Body
 from agentlog.journal.sink import EventSink
 from agentlog.journal.writer import JournalError
+from agentlog.proxy.addons import legs
 from agentlog.proxy.addons.policy_gate import DECISION
 from agentlog.proxy.addons.tee import BodyTee
 from agentlog.redact import Redactor
@@ -43,35 +43,6 @@ class FlowState:
     request_tee: BodyTee | None = None
     response_tee: BodyTee | None = None
     ws_counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # msgs c/s, bytes c/s
-
-
-def _address(addr: tuple | None) -> str | None:
-    if not addr:
-        return None
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _agent_dst(flow: http.HTTPFlow) -> str | None:
-    """Where the agent's packets were addressed: our listener, or (redirected) the
-    destination it dialled. With `client`, this names the agent leg's TCP stream."""
-    if flow.client_conn.proxy_mode.type_name == "transparent":
-        return _address(flow.server_conn.address)
-    return _address(flow.client_conn.sockname)
-
-
-def _upstream(flow: http.HTTPFlow) -> tuple[str | None, str | None]:
-    """The proxy-to-upstream leg: our source address and the server's."""
-    server = flow.server_conn
-    return _address(server.sockname), _address(server.peername)
-
-
-def _domain(host: str | None) -> dict:
-    """The record's `domain` (canonical ASCII) and `domain_unicode` (where it differs)."""
-    if host is None:
-        return {"domain": None}
-    domain, shown = host_forms(host)
-    return {"domain": domain, "domain_unicode": shown}
 
 
 def _ms(start: float | None, end: float | None) -> float | None:
@@ -121,7 +92,7 @@ class Recorder:
             self.sink.emit(
                 records.blocked_event,
                 id=state.id,
-                **_domain(flow.request.pretty_host),
+                **legs.domain(flow.request.pretty_host),
                 port=flow.request.port,
                 rule=None if decision.rule is None else str(decision.rule),
                 reason=decision.reason,
@@ -152,20 +123,20 @@ class Recorder:
         body_size: int | None,
     ):
         req = flow.request
-        client = _address(flow.client_conn.peername)
+        client = legs.address(flow.client_conn.peername)
         event, state.secrets = self.sink.build(
             records.request_event,
             id=state.id,
             ts=req.timestamp_start,
             method=req.method,
             scheme=req.scheme,
-            **_domain(req.pretty_host),
+            **legs.domain(req.pretty_host),
             port=req.port,
             path=req.path,
             http_version=req.http_version,
             headers=req.headers.items(multi=True),
             client=client or "",
-            agent_dst=_agent_dst(flow),
+            agent_dst=legs.agent_dst(flow),
             mode=flow.client_conn.proxy_mode.type_name,
             decision=decision,
             request_bytes=body_size,
@@ -231,7 +202,7 @@ class Recorder:
             response_bytes=size,
             response_body_truncated=truncated,
             ttfb_ms=_ms(flow.request.timestamp_start, resp.timestamp_start),
-            upstream=_upstream(flow),
+            upstream=legs.upstream(flow),
             duration_ms=_ms(flow.request.timestamp_start, resp.timestamp_end or time.time()),
             redactor=self.redactor,
             known=state.secrets,
@@ -260,7 +231,7 @@ class Recorder:
             error=flow.error.msg if flow.error else "unknown error",
             stage="response" if flow.response is not None else "request",
             response_bytes=tee.size if tee else None,
-            upstream=_upstream(flow),
+            upstream=legs.upstream(flow),
             redactor=self.redactor,
             known=state.secrets,
         )
@@ -323,8 +294,8 @@ class Recorder:
         server = data.context.server
         self.sink.emit(
             records.tls_failed_event,
-            client=_address(client.peername) or "",
-            **_domain(client.sni or (server.address[0] if server.address else None)),
+            client=legs.address(client.peername) or "",
+            **legs.domain(client.sni or (server.address[0] if server.address else None)),
             port=server.address[1] if server.address else None,
             error=data.conn.error or "TLS handshake failed",
             redactor=self.redactor,

@@ -24,7 +24,7 @@ from agentlog.ids import new_id
 from agentlog.journal.sink import EventSink
 from agentlog.journal.writer import JournalError
 from agentlog.policy import Decision
-from agentlog.proxy.addons.legs import address, agent_dst, upstream
+from agentlog.proxy.addons import legs
 from agentlog.proxy.addons.policy_gate import DECISION
 from agentlog.redact import Redactor
 
@@ -160,7 +160,7 @@ class TcpRecorder:
             return
         relay.open = False
         self._relays.pop(relay.id, None)
-        self.sink.append(self._closing(flow, relay, ended, error, upstream(flow)))
+        self.sink.append(self._closing(flow, relay, ended, error, legs.upstream(flow)))
 
     # -- events -----------------------------------------------------------
 
@@ -170,22 +170,22 @@ class TcpRecorder:
         self.sink.emit(
             records.blocked_event,
             id=id,
-            domain=host,
+            **legs.domain(host),
             port=port,
             rule=None if decision.rule is None else str(decision.rule),
             reason=decision.reason,
         )
 
     def _opening(self, flow, id: str, ts: float, host: str, port: int, decision: str) -> dict:
-        client = address(flow.client_conn.peername)
+        client = legs.address(flow.client_conn.peername)
         return self.sink.build(
             records.tcp_event,
             id=id,
             ts=ts,
-            domain=host,
+            **legs.domain(host),
             port=port,
             client=client or "",
-            agent_dst=agent_dst(flow),
+            agent_dst=legs.agent_dst(flow),
             mode=flow.client_conn.proxy_mode.type_name,
             tls=bool(flow.client_conn.tls or flow.server_conn.tls),
             decision=decision,
