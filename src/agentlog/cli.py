@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from typing import NoReturn
 
 from agentlog import __version__, options
 from agentlog.commands import ca, export, ls, pcap, proxy, show, tail, verify
@@ -9,7 +10,7 @@ from agentlog.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2: no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, exit 2: no usage dump
         print(f"agentlog: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 

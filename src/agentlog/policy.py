@@ -46,10 +46,10 @@ def _split(spec: str) -> tuple[str, str | None]:
 
 def _network(host: str) -> Network:
     network = ipaddress.ip_network(host.strip("[]"), strict=False)
-    mapped = isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96
-    if mapped and network.network_address.ipv4_mapped is not None:  # ::ffff:a.b.c.d/n
-        v4 = network.network_address.ipv4_mapped
-        return ipaddress.IPv4Network((int(v4), network.prefixlen - 96))
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        v4 = network.network_address.ipv4_mapped  # ::ffff:a.b.c.d/n
+        if v4 is not None:
+            return ipaddress.IPv4Network((int(v4), network.prefixlen - 96))
     return network
 
 

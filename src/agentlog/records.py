@@ -184,7 +184,11 @@ def _base(event: str, id: str, session: str, ts: float) -> EventBase:
     }
 
 
-def _unicode(domain_unicode: str | None) -> dict[str, str]:
+class _DomainUnicode(TypedDict, total=False):
+    domain_unicode: str
+
+
+def _unicode(domain_unicode: str | None) -> _DomainUnicode:
     """`domain` is the ASCII host that was dialled (`xn--...` for an IDN, so a
     homograph never reads like the name it imitates); its Unicode form goes
     beside it, only where the two differ."""
@@ -391,7 +395,8 @@ def tcp_event(
     pcap_file: str | None,
 ) -> TcpEvent:
     """A TCP relay's opening event, its `request`: written before a byte is relayed."""
-    return _base("tcp", id, session, ts) | {
+    return {
+        **_base("tcp", id, session, ts),
         "domain": domain,
         **_unicode(domain_unicode),
         "port": port,
@@ -421,7 +426,8 @@ def tcp_end_event(
 ) -> TcpEndEvent:
     """A TCP relay's closing event. `ended`: closed by client, closed by server,
     error (then `error` says what), or proxy stopped."""
-    return _base("tcp_end", id, session, ts) | {
+    return {
+        **_base("tcp_end", id, session, ts),
         "ended": ended,
         "error": None if error is None else redactor.scrub(error),
         "messages_from_client": messages_from_client,

@@ -50,7 +50,7 @@ def _split(address: str | None) -> tuple[str, int] | None:
 def legs_of(exchange: dict) -> set[Leg]:
     """The TCP connections an exchange travelled on: agent<->proxy, proxy<->upstream."""
     legs = set()
-    closing = next((exchange[k] for k in ("response", "error") if k in exchange), {})
+    closing: dict = next((exchange[k] for k in ("response", "error") if k in exchange), {})
     for a, b in (
         (exchange.get("client"), exchange.get("agent_dst")),
         (closing.get("upstream_src"), closing.get("upstream_dst")),

@@ -7,7 +7,8 @@ per event and nothing else to the hot path.
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from agentlog.ids import new_id
 from agentlog.journal.bodies import Body
@@ -20,7 +21,12 @@ class EventSink:
         self.session = session
 
     def build[T](
-        self, make: Callable[..., T], id: str | None = None, ts: float | None = None, **fields
+        self,
+        make: Callable[..., T],
+        *,
+        id: str | None = None,
+        ts: float | None = None,
+        **fields: Any,
     ) -> T:
         """`make(**fields)` stamped with `id` (a new one if None), the session and
         `ts` (now if None): whatever the builder returns."""
@@ -33,19 +39,22 @@ class EventSink:
 
     def emit(
         self,
-        make: Callable[..., dict],
+        make: Callable[..., Mapping[str, object]],
+        *,
         id: str | None = None,
         ts: float | None = None,
         bodies: dict[str, Body] | None = None,
-        **fields,
+        **fields: Any,
     ) -> None:
         """Build an event as `build` does and queue it for the journal."""
-        self.writer.append(self.build(make, id, ts, **fields), bodies)
+        self.writer.append(self.build(make, id=id, ts=ts, **fields), bodies)
 
-    def append(self, event: dict, bodies: dict[str, Body] | None = None) -> None:
+    def append(self, event: Mapping[str, object], bodies: dict[str, Body] | None = None) -> None:
         """Queue an event already built (and perhaps completed) with `build`."""
         self.writer.append(event, bodies)
 
-    async def write_ahead(self, event: dict, bodies: dict[str, Body] | None = None) -> int:
+    async def write_ahead(
+        self, event: Mapping[str, object], bodies: dict[str, Body] | None = None
+    ) -> int:
         """Write `event` and return its seq once it is with the OS; JournalError if not."""
         return await self.writer.write_ahead(event, bodies)

@@ -357,7 +357,7 @@ _CUT_TOKEN = re.compile(_by_first_character(_branches(cut=True)))
 
 def token_spans(text: str) -> list[tuple[int, int]]:
     """Where known token formats (and private key blocks) are in `text`."""
-    spans = []
+    spans: list[tuple[int, int]] = []
     for run in _RUN.finditer(text):
         spans.extend(m.span() for m in TOKEN_SHAPES.finditer(text, run.start(), run.end()))
     if "-----BEGIN" in text:

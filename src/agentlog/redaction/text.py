@@ -29,8 +29,10 @@ _PLAIN_STRING_REST = re.compile(r'(?:[^"\\]|\\.)*+"', re.DOTALL)
 _BARE = re.compile(r"[^\s,}\]\\\"]*")
 _NUMBER = re.compile(r"-?\d[\d.eE+-]*")
 # Every credential name holds one of these (see names.py).
-_NAME_HINTS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "cookie", "jwt")
-_NAME_HINTS += ("bearer", "signature", "sess")
+_NAME_HINTS = (
+    *("pass", "pwd", "secret", "token", "key", "auth", "credential", "cookie", "jwt"),
+    *("bearer", "signature", "sess"),
+)
 # Free-text assignments: .env, shell, YAML, ini, TOML, CLI flags.
 _ASSIGNMENT = re.compile(
     r"(?<![\w.$])(?P<name>[A-Za-z_][\w.-]{0,80})"

@@ -1,12 +1,19 @@
 """How the journal names where a flow went: the host it asked for, and the two TCP
 legs, agent<->proxy and proxy<->upstream."""
 
+from typing import TypedDict
+
 from mitmproxy import flow
 
 from agentlog.hosts import host_forms
 
 
-def domain(host: str | None) -> dict[str, str | None]:
+class Domain(TypedDict, total=False):
+    domain: str | None
+    domain_unicode: str | None
+
+
+def domain(host: str | None) -> Domain:
     """The record's `domain` (canonical ASCII) and `domain_unicode` (where it differs)."""
     if host is None:
         return {"domain": None}

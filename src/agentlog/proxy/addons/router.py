@@ -40,6 +40,7 @@ class Router:
         return None
 
     async def _connect_judged(self, server: connection.Server) -> None:
+        assert server.address is not None  # checked by server_connect
         host, port = server.address
         try:
             plan = await self.dialer.plan(host, port, server.sni)

@@ -148,10 +148,10 @@ class TcpRecorder:
 
     def done(self) -> None:
         """The proxy stops: relays still open are closed in the journal now."""
-        for flow in list(self._relays.values()):
-            self._close(flow, "proxy stopped", None)
-        for flow in self._tunnels.values():
-            self._empty_tunnel(flow, "proxy stopped")
+        for relay in list(self._relays.values()):
+            self._close(relay, "proxy stopped", None)
+        for tunnel in self._tunnels.values():
+            self._empty_tunnel(tunnel, "proxy stopped")
         self._tunnels.clear()
 
     def _close(self, flow: tcp.TCPFlow, ended: str, error: str | None) -> None:
