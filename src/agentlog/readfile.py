@@ -41,9 +41,9 @@ def open_regular(path: Path, *, follow_symlinks: bool = False) -> int:
 def read_regular(path: Path, limit: int) -> bytes:
     """The whole of regular file `path` (no symlink), at most `limit` bytes; UnsafeFile
     if it is larger."""
-    fd = open_regular(path)
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise UnsafeFile(f"{path} is larger than {limit} bytes; refusing to read it")
-    return data
+    with os.fdopen(open_regular(path), "rb") as f:
+        if os.fstat(f.fileno()).st_size <= limit:  # asked first: a huge file costs nothing
+            data = f.read(limit + 1)  # and bounded: it may be growing
+            if len(data) <= limit:
+                return data
+    raise UnsafeFile(f"{path} is larger than {limit} bytes; refusing to read it")
