@@ -8,6 +8,7 @@ from agentlog.formats.exchange import with_bodies
 from agentlog.formats.har import har
 from agentlog.formats.text import event_line
 
+
 def store(root: Path, data: bytes) -> str:
     """A body stored as the proxy stores it: named by its SHA-256."""
     name = hashlib.sha256(data).hexdigest()

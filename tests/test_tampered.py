@@ -10,6 +10,9 @@ a hang, never another file's content.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -19,9 +22,27 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from agentlog.capture import slicer
+from agentlog.commands.reading import SkippedLines
+from agentlog.errors import UserError
+from agentlog.formats.exchange import with_bodies
+from agentlog.formats.har import har
+from agentlog.formats.text import (
+    event_line,
+    printable,
+    printable_json,
+    printable_json_text,
+    summary,
+)
+from agentlog.journal import chain, reader, schema
+from agentlog.journal.reader import exchanges, find
+from agentlog.logsdir import LogsDir
 from tests.conftest import UPSTREAM, proxy_args
 from tests.harness import agentlog, curl, start_proxy
+from tests.test_terminal import assert_terminal_safe
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -301,3 +322,139 @@ def test_every_read_command_goes_on_past_malformed_lines(logs, tmp_path):
     verified = cli("verify", "--logs", logs)
     assert verified.returncode == 1 and "Traceback" not in verified.stderr
     assert f":{len(original) + 1}: not a sealed journal line" in verified.stdout
+
+
+# -- any JSON value in any field: the read side's core raises nothing but UserError ----
+
+KINDS = ["request"] * 4 + ["response"] * 2 + ["tcp", "tcp_end", "error", "blocked"]
+KINDS += ["websocket", "tls_failed", "capture", "journal", "dns", ""]
+FIELDS = sorted(
+    {name for kind in schema._SCHEMAS.values() for name in kind} | {"x", *schema._CLOSING}
+)
+IDS = ["01A", "01B", "01a"]
+CAPTURES = ["capture_20260101_000000.pcap", "capture_20260101_010000.pcap"]
+ADDRESSES = [
+    "127.0.0.1:80",
+    "[::1]:443",
+    "[::ffff:10.0.0.1]:5",
+    "[fe80::1%x y]:1",
+    "1.2.3.4 or tcp:1",
+]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A logs directory whose bodies are every kind of file, and the refs naming them."""
+    root = tmp_path_factory.mktemp("planted")
+    refs = []
+    for i, kind in enumerate(["good", "symlink", "fifo", "altered", "missing"]):
+        data = f"body {i} \x9b\u202e".encode()
+        name = hashlib.sha256(data).hexdigest()
+        path = root / "bodies" / name[:2] / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "good":
+            path.write_bytes(data)
+        elif kind == "symlink":
+            path.symlink_to("/etc/hostname")
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "altered":
+            path.write_bytes(data + b"!")
+        refs.append(f"bodies/{name[:2]}/{name}")
+    empty_pcap(root / CAPTURES[0])
+    (root / CAPTURES[1]).symlink_to(root / CAPTURES[0])
+    return root, refs
+
+
+any_char = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.sampled_from(IDS + CAPTURES + ADDRESSES + ["https", "GET", "2026-01-01T00:00:00Z", ""])
+    | st.integers(-(1 << 70), 1 << 70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(any_char, max_size=20)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(any_char), inner),
+    max_leaves=8,
+)
+
+
+def typed(kind: str, name: str, refs: list[str]) -> st.SearchStrategy:
+    """A value of the type `kind` declares for `name` (hostile where a string goes)."""
+    hint = schema._SCHEMAS.get(kind, schema._BASE).get(name)
+    if name.endswith("_body"):
+        return st.none() | st.sampled_from(refs)
+    if name == "pcap_file":
+        return st.none() | st.sampled_from(CAPTURES)
+    if name in ("client", "agent_dst", "upstream_src", "upstream_dst"):
+        return st.none() | st.sampled_from(ADDRESSES) | st.text(any_char, max_size=30)
+    if hint is None:
+        return values
+    return st.from_type(hint).map(lambda v: v if not isinstance(v, str) else v[:40])
+
+
+@st.composite
+def lines(draw, refs: list[str]) -> bytes:
+    """One journal line: mostly a well-formed event of some kind, often with a
+    field of any JSON value, sometimes no JSON at all."""
+    kind = draw(st.sampled_from(KINDS))
+    event = {"event": kind, "id": draw(st.sampled_from(IDS))}
+    declared = sorted(schema._SCHEMAS.get(kind, schema._BASE))
+    for name in draw(st.lists(st.sampled_from(declared), max_size=12, unique=True)):
+        event[name] = draw(typed(kind, name, refs))
+    for name in draw(st.lists(st.sampled_from(FIELDS + ["event", "id"]), max_size=1)):
+        event[name] = draw(values)  # the wrong type, a list, a huge number...
+    text = json.dumps(event, ensure_ascii=draw(st.booleans()))
+    data = text.encode("utf-8", "surrogatepass")
+    garble = draw(st.integers(0, 9))
+    return [data[: len(data) // 2], data + b"\xff", b"[" + data].pop(garble) if garble < 3 else data
+
+
+def per_exchange(logs: Path, x: dict) -> None:
+    """show --bodies, export --har and pcap's part before tcpdump, for one exchange."""
+    for attempt in (
+        lambda: printable_json(with_bodies(logs, x), indent=2),
+        lambda: printable_json(har(logs, [x] if x["event"] == "request" else []), indent=1),
+        lambda: slicer.bpf_filter(slicer.legs_of(x)),
+        lambda: slicer.files_between(
+            LogsDir(logs), x.get("pcap_file") or "", slicer._last_timestamp(x)
+        ),
+    ):
+        with contextlib.suppress(UserError):
+            attempt()
+
+
+def read_side(logs: Path, journal: Path) -> None:
+    """What ls, show, tail (--json), export --har, pcap and verify do with a journal,
+    short of running tools on the packets."""
+    skipped = SkippedLines(journal)
+    merged = exchanges(reader.events(journal, skipped))
+    skipped.warn()
+    for x in merged.values():
+        summary(x)
+        printable_json(x)
+        find(merged, x["id"][:2])
+        per_exchange(logs, x)
+    for line in reader.lines(journal):
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        printable_json_text(text)
+        try:
+            event_line(reader.parse_event(line))
+        except reader.MalformedEvent:
+            printable(text)
+    chain.verify(reader.lines(journal), b"k" * 32)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_values_in_any_fields_raise_nothing_but_user_errors(planted, data):
+    root, refs = planted
+    journal = root / "requests.jsonl"
+    journal.write_bytes(b"".join(line + b"\n" for line in data.draw(st.lists(lines(refs)))))
+    warnings = io.StringIO()
+    with contextlib.redirect_stderr(warnings):
+        read_side(root, journal)
+    assert_terminal_safe(warnings.getvalue())

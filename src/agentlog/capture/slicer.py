@@ -50,6 +50,12 @@ class Leg:
         )
 
 
+def _closing(exchange: dict, *kinds: str) -> list[dict]:
+    """The exchange's closing events of these kinds (a tls_failed exchange's own
+    `error` is a string, not one)."""
+    return [exchange[k] for k in kinds if isinstance(exchange.get(k), dict)]
+
+
 def parse_address(text: object) -> Address:
     """`1.2.3.4:80` or `[::1]:80` as the records write them; ValueError if it is not.
     A v4-mapped IPv6 address is its IPv4 address (as tcpdump sees the packets)."""
@@ -86,7 +92,7 @@ def legs_of(exchange: dict) -> set[Leg]:
     """The TCP connections an exchange travelled on: agent<->proxy, proxy<->upstream.
     BadAddress if it names one that is not an address."""
     legs = set()
-    closing = next((exchange[k] for k in ("response", "error") if k in exchange), {})
+    closing = next(iter(_closing(exchange, "response", "error")), {})
     for event, a, b in (
         (exchange, "client", "agent_dst"),
         (closing, "upstream_src", "upstream_dst"),
@@ -103,7 +109,7 @@ def bpf_filter(legs: set[Leg]) -> str:
 
 
 def _last_timestamp(exchange: dict) -> str:
-    closing = [exchange[k] for k in ("response", "error", "websocket") if k in exchange]
+    closing = _closing(exchange, "response", "error", "websocket")
     return max(event.get("timestamp", "") for event in [exchange, *closing])
 
 
