@@ -31,11 +31,10 @@ def _check_free(addr: tuple[str, int], what: str) -> None:
 
 
 def prepare_keylog(logs: LogsDir) -> None:
-    """keys.log (0600) for both TLS legs; must precede mitmproxy's first import."""
+    """keys.log (0600) for both TLS legs, written by agentlog.proxy.keylog.KeyLog."""
     if not logs.keylog.exists():
         logs.keylog.touch(mode=0o600)
     os.chmod(logs.keylog, 0o600)
-    os.environ["MITMPROXY_SSLKEYLOGFILE"] = str(logs.keylog)
 
 
 def run(args: argparse.Namespace) -> int:

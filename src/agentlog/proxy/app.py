@@ -1,8 +1,4 @@
-"""Run mitmproxy with agentlog's addons (the `agentlog proxy` command's engine).
-
-Import this module only after commands.proxy.prepare_keylog(): mitmproxy reads
-MITMPROXY_SSLKEYLOGFILE once, when it is first imported.
-"""
+"""Run mitmproxy with agentlog's addons (the `agentlog proxy` command's engine)."""
 
 import asyncio
 import hmac
@@ -37,6 +33,7 @@ from agentlog.proxy.addons.policy_gate import PolicyGate
 from agentlog.proxy.addons.recorder import Recorder
 from agentlog.proxy.addons.router import Router
 from agentlog.proxy.addons.tcp_recorder import TcpRecorder
+from agentlog.proxy.keylog import KeyLog
 from agentlog.redact import Redactor
 
 
@@ -101,6 +98,17 @@ def _capture(
     return CaptureSupervisor(logs, config.capture, record)
 
 
+def _keylog(logs: LogsDir, writer: JournalWriter, session: str) -> KeyLog:
+    def note(action: str, **fields: object) -> None:
+        writer.append(
+            records.journal_event(
+                id=new_id(), session=session, ts=time.time(), action=action, **fields
+            )
+        )
+
+    return KeyLog(logs.keylog, note)
+
+
 async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     ca.ensure_ca(logs)
     journal_key = read_or_create_key(config.journal_key or logs.journal_key)
@@ -110,6 +118,8 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     session = config.session or new_id()
     writer = JournalWriter(logs, journal_key, redactor)
     writer.start()
+    keylog = _keylog(logs, writer, session)
+    keylog.install()  # before mitmproxy makes its first TLS context
     capture = _capture(config, logs, writer, session)
     lifecycle = Lifecycle(
         writer, session, f"CA {logs.ca_cert} SHA-256 {ca.fingerprint(logs.ca_cert)}"
@@ -162,6 +172,7 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     finally:
         if capture is not None:
             await capture.stop()
+        keylog.close()
         writer.close()
         seq, mac = writer.head
         if lifecycle.serving:
