@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -17,7 +18,6 @@ from agentlog.readfile import UnsafeFile, open_regular, read_regular
 # close one; closing events' fields are merged under their own name.
 OPENING_EVENTS = ("request", "tcp")
 CLOSING_EVENTS = ("response", "error", "blocked", "websocket", "tcp_end")
-
 
 # The proxy keeps at most --body-cap (1 MiB by default) of a body; a body file
 # larger than this was not written by it.
@@ -148,7 +148,7 @@ def _no_constant(name: str) -> float:
 
 def _finite(text: str) -> float:
     number = float(text)
-    if number in (float("inf"), float("-inf")):
+    if math.isinf(number):  # 1e999: JSON, but no number json.dumps can write back
         raise ValueError(f"{text} is too large for a number")
     return number
 

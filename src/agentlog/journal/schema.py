@@ -30,6 +30,7 @@ _KINDS: dict[str, type] = {
     "capture": records.CaptureEvent,
     "journal": records.JournalEvent,
 }
+# As journal.reader merges them (it imports this module, hence spelt again here).
 _OPENING = ("request", "tcp", "tls_failed")
 _CLOSING = ("response", "error", "blocked", "websocket", "tcp_end")
 _BODY_REFS = ("request_body", "response_body")
@@ -37,12 +38,8 @@ _INT64 = 1 << 63
 MAX_DEPTH = 64  # far deeper than any event; deep enough nesting breaks json.dumps
 
 
-def _fields(kind: type) -> dict[str, object]:
-    return get_type_hints(kind)
-
-
-_BASE = _fields(records.EventBase)
-_SCHEMAS = {name: _fields(kind) for name, kind in _KINDS.items()}
+_BASE = get_type_hints(records.EventBase)
+_SCHEMAS = {name: get_type_hints(kind) for name, kind in _KINDS.items()}
 
 
 def _fits(value: object, hint: object) -> bool:
