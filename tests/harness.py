@@ -43,11 +43,11 @@ def closed(kind: str):
 def fill(directory: Path) -> Path:
     """Fill the file system holding `directory`; returns the filler file to delete."""
     filler = directory / "filler"
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file keeps what a short write left over and fails at close.
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler

@@ -1,15 +1,24 @@
 """What the read side shows, from exchanges built in memory (no proxy needed)."""
 
 import base64
+import hashlib
+from pathlib import Path
 
 from agentlog.formats.exchange import with_bodies
 from agentlog.formats.har import har
 from agentlog.formats.text import event_line
 
-BODY_REF = "bodies/9f/9f" + "0" * 62
+
+def store(root: Path, data: bytes) -> str:
+    """A body stored as the proxy stores it: named by its SHA-256."""
+    name = hashlib.sha256(data).hexdigest()
+    ref = f"bodies/{name[:2]}/{name}"
+    (root / ref).parent.mkdir(parents=True, exist_ok=True)
+    (root / ref).write_bytes(data)
+    return ref
 
 
-def exchange() -> dict:
+def exchange(response_body: str | None = None) -> dict:
     return {
         "event": "request",
         "id": "01X",
@@ -26,7 +35,7 @@ def exchange() -> dict:
             "status": 200,
             "headers": {"content-type": "application/octet-stream"},
             "response_bytes": 3,
-            "response_body": BODY_REF,
+            "response_body": response_body,
             "ttfb_ms": 5.0,
             "duration_ms": 7.5,
         },
@@ -41,9 +50,8 @@ def test_event_lines_escape_agent_controlled_text():
 
 
 def test_har_inlines_stored_bodies(tmp_path):
-    (tmp_path / "bodies" / "9f").mkdir(parents=True)
-    (tmp_path / BODY_REF).write_bytes(b"\xff\x00\x01")
-    (entry,) = har(tmp_path, [exchange()])["log"]["entries"]
+    ref = store(tmp_path, b"\xff\x00\x01")
+    (entry,) = har(tmp_path, [exchange(ref)])["log"]["entries"]
     assert entry["request"]["url"] == "https://api.test/v1?q=a%20b&empty="
     assert entry["request"]["queryString"] == [
         {"name": "q", "value": "a b"},
@@ -55,9 +63,7 @@ def test_har_inlines_stored_bodies(tmp_path):
 
 
 def test_with_bodies_adds_text_and_leaves_the_exchange_alone(tmp_path):
-    (tmp_path / "bodies" / "9f").mkdir(parents=True)
-    (tmp_path / BODY_REF).write_bytes(b"ok \xff")
-    original = exchange()
+    original = exchange(store(tmp_path, b"ok \xff"))
     shown = with_bodies(tmp_path, original)
     assert shown["request_body_text"] is None
     assert shown["response"]["response_body_text"] == "ok \\xff"

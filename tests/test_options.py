@@ -79,8 +79,8 @@ def test_bad_environment_values_are_one_line_errors(tmp_path, env, value, word):
 
 
 def test_importing_the_cli_loads_no_mitmproxy():
-    """mitmproxy reads MITMPROXY_SSLKEYLOGFILE once, at import: the proxy command must set
-    it first, so nothing the CLI imports up front may pull mitmproxy in."""
+    """The read commands start fast and the proxy installs its TLS key log before
+    mitmproxy makes any TLS context: nothing the CLI imports up front pulls mitmproxy in."""
     code = "import sys, agentlog.cli; print(sorted(m for m in sys.modules if 'mitmproxy' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

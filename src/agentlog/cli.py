@@ -7,6 +7,7 @@ from typing import NoReturn
 from agentlog import __version__, options
 from agentlog.commands import ca, export, ls, pcap, proxy, show, tail, verify
 from agentlog.errors import UserError
+from agentlog.formats.text import printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,14 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.run(args)
     except UserError as e:
-        print(f"agentlog: error: {e}", file=sys.stderr)
+        print(f"agentlog: error: {printable(e)}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
     except OSError as e:  # unreadable logs and the like: one line, not a traceback
-        print(
-            f"agentlog: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr
-        )
+        message = f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+        print(f"agentlog: error: {printable(message)}", file=sys.stderr)
         return 2

@@ -91,11 +91,14 @@ class LogsDir:
         """How the journal names a stored body: its path relative to the root."""
         return f"bodies/{sha256[:2]}/{sha256}"
 
+    @staticmethod
+    def is_body_ref(ref: object) -> bool:
+        """`ref` is a well-formed body ref: bodies/xx/<sha256>, nothing else."""
+        return isinstance(ref, str) and _BODY_REF.fullmatch(ref) is not None
+
     def body_file(self, ref: object) -> Path | None:
         """The file a body ref names, or None when `ref` is not a well-formed ref."""
-        if not isinstance(ref, str) or not _BODY_REF.fullmatch(ref):
-            return None
-        return self.root / ref
+        return self.root / ref if isinstance(ref, str) and self.is_body_ref(ref) else None
 
     # -- captures: capture_YYYYMMDD_HHMMSS[_N].pcap, UTC of the first packet --
 
@@ -108,6 +111,11 @@ class LogsDir:
             n += 1
             name = f"{stem}_{n}.pcap"
         return name
+
+    @staticmethod
+    def is_capture_name(name: object) -> bool:
+        """`name` is a capture file's name (no directory part)."""
+        return isinstance(name, str) and _CAPTURE_NAME.fullmatch(name) is not None
 
     @staticmethod
     def capture_order(name: str) -> tuple[str, int]:

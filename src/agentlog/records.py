@@ -148,9 +148,14 @@ class CaptureEvent(EventBase):
 
 
 class JournalEvent(EventBase):
-    action: str  # start, stop
+    action: str  # start, stop, keylog_failed, keylog_recovered
     listening: NotRequired[str]
     recovered_torn_bytes: NotRequired[int]
+    # keys.log could not be written (keylog_failed), and then could (keylog_recovered):
+    file: NotRequired[str]
+    error: NotRequired[str]
+    failed_since: NotRequired[str]
+    lost_lines: NotRequired[int]
 
 
 Event = (

@@ -6,6 +6,8 @@ captured), and only those connections' TLS secrets from keys.log, embedded
 with `editcap --inject-secrets`.
 """
 
+import ipaddress
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from agentlog.errors import UserError
 from agentlog.logsdir import LogsDir
+from agentlog.readfile import open_regular
 
 _TOOLS = ("tcpdump", "mergecap", "editcap", "tshark")
 
@@ -26,10 +29,18 @@ class SliceError(UserError):
     status = 1
 
 
+class BadAddress(UserError):
+    """A record names a connection address that is not IP:port (a tampered journal):
+    it never reaches a BPF filter, where it could mean something else."""
+
+
+Address = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]
+
+
 @dataclass(frozen=True)
 class Leg:
-    a: tuple[str, int]
-    b: tuple[str, int]
+    a: Address
+    b: Address
 
     def bpf(self) -> str:
         (ha, pa), (hb, pb) = self.a, self.b
@@ -39,46 +50,84 @@ class Leg:
         )
 
 
-def _split(address: str | None) -> tuple[str, int] | None:
-    if not address:
+def _closing(exchange: dict, *kinds: str) -> list[dict]:
+    """The exchange's closing events of these kinds (a tls_failed exchange's own
+    `error` is a string, not one)."""
+    return [exchange[k] for k in kinds if isinstance(exchange.get(k), dict)]
+
+
+def parse_address(text: object) -> Address:
+    """`1.2.3.4:80` or `[::1]:80` as the records write them; ValueError if it is not.
+    A v4-mapped IPv6 address is its IPv4 address (as tcpdump sees the packets)."""
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address needs brackets")
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError("no port")
+    ip = ipaddress.ip_address(host)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id is not None:  # "fe80::1%<anything>": free text in a filter
+            raise ValueError("a scoped address")
+        ip = ip.ipv4_mapped or ip
+    return ip, int(port)
+
+
+def _address(exchange: dict, event: dict, field: str) -> Address | None:
+    value = event.get(field)
+    if value is None:
         return None
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]").removeprefix("::ffff:")
-    return (host, int(port)) if host and port.isdigit() else None
+    try:
+        return parse_address(value)
+    except ValueError:
+        raise BadAddress(
+            f"record {exchange.get('id')} names {field} {value!r}, not an IP:port"
+        ) from None
 
 
 def legs_of(exchange: dict) -> set[Leg]:
-    """The TCP connections an exchange travelled on: agent<->proxy, proxy<->upstream."""
+    """The TCP connections an exchange travelled on: agent<->proxy, proxy<->upstream.
+    BadAddress if it names one that is not an address."""
     legs = set()
-    closing: dict = next((exchange[k] for k in ("response", "error") if k in exchange), {})
-    for a, b in (
-        (exchange.get("client"), exchange.get("agent_dst")),
-        (closing.get("upstream_src"), closing.get("upstream_dst")),
+    closing = next(iter(_closing(exchange, "response", "error")), {})
+    for event, a, b in (
+        (exchange, "client", "agent_dst"),
+        (closing, "upstream_src", "upstream_dst"),
     ):
-        ends = _split(a), _split(b)
+        ends = _address(exchange, event, a), _address(exchange, event, b)
         if ends[0] and ends[1]:
             legs.add(Leg(ends[0], ends[1]))
     return legs
 
 
+def bpf_filter(legs: set[Leg]) -> str:
+    """A tcpdump filter for exactly these connections (both directions)."""
+    return "tcp and (" + " or ".join(f"({leg.bpf()})" for leg in sorted(legs, key=str)) + ")"
+
+
 def _last_timestamp(exchange: dict) -> str:
-    return max(
-        [exchange.get("timestamp", "")]
-        + [exchange[k]["timestamp"] for k in ("response", "error", "websocket") if k in exchange]
-    )
+    closing = _closing(exchange, "response", "error", "websocket")
+    return max(event.get("timestamp", "") for event in [exchange, *closing])
 
 
 def files_between(logs: LogsDir, first: str, last_timestamp: str) -> list[Path]:
     """`first` and the capture files opened after it, up to the last event's time
-    (RFC 3339): a connection may outlive a rotation."""
+    (RFC 3339): a connection may outlive a rotation. UnsafeFile if one of them is
+    not a regular file (a symlink planted among them, a FIFO)."""
     order = LogsDir.capture_order
     start = order(first)
     until = re.sub(r"[^0-9T]", "", last_timestamp)[:15].replace("T", "_")
-    return [
+    chosen = [
         path
         for path in logs.capture_files()
         if order(path.name) >= start and (order(path.name) == start or order(path.name)[0] <= until)
     ]
+    for path in chosen:
+        os.close(open_regular(path))
+    return chosen
 
 
 def _run(*cmd: str | Path) -> subprocess.CompletedProcess:
@@ -106,29 +155,34 @@ def client_randoms(pcap: Path) -> set[str]:
 
 
 def secrets_for(keylog: Path, randoms: set[str]) -> list[str]:
-    if not keylog.exists():
+    """keys.log's lines for these ClientHello randoms (UnsafeFile if keys.log is not
+    a regular file)."""
+    try:
+        fd = open_regular(keylog)
+    except FileNotFoundError:
         return []
     lines = []
-    for line in keylog.read_text(errors="replace").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1].lower() in randoms:
-            lines.append(line)
+    with open(fd, encoding="ascii", errors="replace") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[1].lower() in randoms:
+                lines.append(" ".join(parts))
     return lines
 
 
 def write_slice(logs: LogsDir, exchanges: Iterable[dict], out: Path) -> int:
     """Write the exchanges' packets to `out` (pcapng); return how many connections."""
     exchanges = list(exchanges)
+    legs = set().union(*(legs_of(x) for x in exchanges))
     missing = [t for t in _TOOLS if shutil.which(t) is None]
     if missing:
         raise SliceError(f"needs {', '.join(missing)} (Debian: apt-get install tcpdump tshark)")
     starts = [x["pcap_file"] for x in exchanges if x.get("pcap_file")]
     if not starts:
         raise SliceError("no capture holds these requests (was the proxy run with --capture?)")
-    legs = set().union(*(legs_of(x) for x in exchanges))
     if not legs:
         raise SliceError("the records name no connection addresses to cut out")
-    bpf = "tcp and (" + " or ".join(f"({leg.bpf()})" for leg in sorted(legs, key=str)) + ")"
+    bpf = bpf_filter(legs)
     with tempfile.TemporaryDirectory(prefix="agentlog-pcap-") as tmp:
         work = Path(tmp)
         parts = []

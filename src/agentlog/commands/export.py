@@ -1,12 +1,12 @@
 """agentlog export --har: the recorded exchanges as HAR 1.2 (browser devtools, HTTP Toolkit)."""
 
 import argparse
-import json
 from pathlib import Path
 
+from agentlog.commands.reading import read_exchanges
 from agentlog.errors import NotFound
 from agentlog.formats.har import har
-from agentlog.journal.reader import events, exchanges
+from agentlog.formats.text import printable_json
 from agentlog.logsdir import LogsDir
 
 
@@ -22,12 +22,13 @@ def run(args: argparse.Namespace) -> int:
     logs = LogsDir(args.logs)
     chosen = [
         x
-        for x in exchanges(events(logs.existing_journal())).values()
+        for x in read_exchanges(logs).values()
         if x.get("event") == "request"
         and (args.session is None or x.get("session") == args.session)
     ]
     if not chosen:
         raise NotFound("no recorded requests to export")
-    args.output.write_text(json.dumps(har(logs.root, chosen), indent=1, ensure_ascii=False))
+    # Escaped like terminal output: the same values, safe to `cat` as well.
+    args.output.write_text(printable_json(har(logs.root, chosen), indent=1), encoding="utf-8")
     print(f"{args.output}: {len(chosen)} request(s)")
     return 0

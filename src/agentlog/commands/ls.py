@@ -2,10 +2,9 @@
 
 import argparse
 import fnmatch
-import json
 
-from agentlog.formats.text import summary
-from agentlog.journal.reader import events, exchanges
+from agentlog.commands.reading import read_exchanges
+from agentlog.formats.text import printable_json, summary
 from agentlog.logsdir import LogsDir
 
 
@@ -26,8 +25,7 @@ def matches(exchange: dict, args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    journal = LogsDir(args.logs).existing_journal()
-    chosen = [x for x in exchanges(events(journal)).values() if matches(x, args)]
+    chosen = [x for x in read_exchanges(LogsDir(args.logs)).values() if matches(x, args)]
     for exchange in list(reversed(chosen))[: args.limit]:
-        print(json.dumps(exchange, ensure_ascii=False) if args.json else summary(exchange))
+        print(printable_json(exchange) if args.json else summary(exchange))
     return 0

@@ -4,8 +4,9 @@ import argparse
 from pathlib import Path
 
 from agentlog.capture.slicer import write_slice
+from agentlog.commands.reading import read_exchanges
 from agentlog.errors import NotFound, UserError
-from agentlog.journal.reader import events, exchanges, find
+from agentlog.journal.reader import find
 from agentlog.logsdir import LogsDir
 
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.id is None) == (args.session is None):
         raise UserError("give a request ID or --session S")
     logs = LogsDir(args.logs)
-    merged = exchanges(events(logs.existing_journal()))
+    merged = read_exchanges(logs)
     if args.id is not None:
         chosen = find(merged, args.id)
         what = f"id {args.id!r}"

@@ -1,11 +1,12 @@
 """agentlog show ID: one exchange, request and outcome merged, as JSON."""
 
 import argparse
-import json
 
+from agentlog.commands.reading import read_exchanges
 from agentlog.errors import NotFound
 from agentlog.formats.exchange import with_bodies
-from agentlog.journal.reader import events, exchanges, find
+from agentlog.formats.text import printable_json
+from agentlog.journal.reader import find
 from agentlog.logsdir import LogsDir
 
 
@@ -20,10 +21,10 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 def run(args: argparse.Namespace) -> int:
     logs = LogsDir(args.logs)
-    found = find(exchanges(events(logs.existing_journal())), args.id)
+    found = find(read_exchanges(logs), args.id)
     if len(found) != 1:
         what = "no request" if not found else f"{len(found)} requests"
         raise NotFound(f"{what} with id {args.id!r}")
     exchange = with_bodies(logs.root, found[0]) if args.bodies else found[0]
-    print(json.dumps(exchange, indent=2, ensure_ascii=False))
+    print(printable_json(exchange, indent=2))
     return 0

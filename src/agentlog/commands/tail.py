@@ -2,14 +2,13 @@
 
 import argparse
 import collections
-import json
 import sys
 import time
 from pathlib import Path
 
 from agentlog.errors import UserError
-from agentlog.formats.text import event_line, printable
-from agentlog.journal.reader import Follower, JournalReplaced
+from agentlog.formats.text import event_line, printable, printable_json_text
+from agentlog.journal.reader import Follower, JournalReplaced, MalformedEvent, parse_event
 from agentlog.logsdir import LogsDir
 
 
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             except (JournalReplaced, FileNotFoundError) as e:
                 if args.no_follow:
                     return 0
-                print(f"agentlog tail: {e}; following the new journal", file=sys.stderr)
+                print(printable(f"agentlog tail: {e}; following the new journal"), file=sys.stderr)
                 backlog = None  # a new journal is shown from its first line
     except KeyboardInterrupt:
         return 0
@@ -63,14 +62,12 @@ def _wait_for(path: Path, no_follow: bool) -> None:
 
 
 def _emit(line: bytes, raw: bool) -> None:
+    """One line of the journal: an event's line, or a malformed line as it is (escaped)."""
+    text = line.decode("utf-8", "replace").rstrip("\n")
     if raw:
-        print(line.decode("utf-8", "replace").rstrip("\n"), flush=True)
+        print(printable_json_text(text), flush=True)
         return
     try:
-        event = json.loads(line)
-    except ValueError:
-        event = None
-    if isinstance(event, dict):
-        print(event_line(event), flush=True)
-    else:
-        print(printable(line.decode("utf-8", "replace").rstrip("\n")), flush=True)
+        print(event_line(parse_event(line)), flush=True)
+    except MalformedEvent:
+        print(printable(text), flush=True)

@@ -7,7 +7,7 @@ redacted headers and bodies, cut at the body cap.
 import base64
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from agentlog import __version__
 from agentlog.journal.reader import read_body
@@ -39,20 +39,29 @@ def _content(root: Path, ref: object, mime: str, size: int | None) -> dict:
     return content
 
 
+def _failure(x: dict) -> str:
+    """Why there is no response: the error, or the policy's reason."""
+    if "error" in x:
+        return x["error"].get("error") or ""
+    return x.get("blocked", {}).get("reason", "")
+
+
 def har_entry(root: Path, x: dict) -> dict:
-    url = f"{x['scheme']}://{x['domain']}"
-    default = {"http": 80, "https": 443}.get(x["scheme"])
-    url += ("" if x["port"] == default else f":{x['port']}") + x["path"]
+    """One entry; `x` is a well-formed exchange (journal.schema), fields may be missing."""
+    scheme, port, path = x.get("scheme", ""), x.get("port"), x.get("path", "")
+    url = f"{scheme}://{x.get('domain', '')}"
+    default = {"http": 80, "https": 443}.get(scheme)
+    url += ("" if port in (default, None) else f":{port}") + path
+    query = path.partition("#")[0].partition("?")[2]  # urlsplit(url) balks at a bad host
     req_headers = x.get("headers", {})
     request = {
-        "method": x["method"],
+        "method": x.get("method", ""),
         "url": url,
         "httpVersion": x.get("http_version", ""),
         "cookies": [],
         "headers": _headers(req_headers),
         "queryString": [
-            {"name": k, "value": v}
-            for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+            {"name": k, "value": v} for k, v in parse_qsl(query, keep_blank_values=True)
         ],
         "headersSize": -1,
         "bodySize": x.get("request_bytes") or 0,
@@ -64,8 +73,7 @@ def har_entry(root: Path, x: dict) -> dict:
     resp_headers = response_event.get("headers", {})
     response = {
         "status": response_event.get("status", 0),
-        "statusText": response_event.get("reason", "")
-        or (x["error"]["error"] if "error" in x else x.get("blocked", {}).get("reason", "")),
+        "statusText": response_event.get("reason", "") or _failure(x),
         "httpVersion": response_event.get("http_version", ""),
         "cookies": [],
         "headers": _headers(resp_headers),
@@ -82,7 +90,7 @@ def har_entry(root: Path, x: dict) -> dict:
     ttfb = response_event.get("ttfb_ms") or 0
     total = response_event.get("duration_ms") or ttfb
     return {
-        "startedDateTime": x["timestamp"],
+        "startedDateTime": x.get("timestamp", ""),
         "time": total,
         "request": request,
         "response": response,

@@ -1,23 +1,32 @@
 """Reading the journal: lines (followed as they are written), events, and exchanges
 (all events of one id, merged)."""
 
+import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import NamedTuple
 
+from agentlog.journal import schema
 from agentlog.logsdir import LogsDir
+from agentlog.readfile import UnsafeFile, open_regular, read_regular
 
 # Events that open an exchange (an HTTP request, a raw TCP relay), and those that
 # close one; closing events' fields are merged under their own name.
 OPENING_EVENTS = ("request", "tcp")
 CLOSING_EVENTS = ("response", "error", "blocked", "websocket", "tcp_end")
 
+# The proxy keeps at most --body-cap (1 MiB by default) of a body; a body file
+# larger than this was not written by it.
+MAX_BODY_BYTES = 1 << 30
+
 
 def lines(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+    """The journal's lines; UnsafeFile if it is not a regular file (a FIFO, a device)."""
+    with open(open_regular(path, follow_symlinks=True), "rb") as f:
         yield from f
 
 
@@ -43,7 +52,7 @@ class Follower:
 
     def __init__(self, path: Path, offset: int = 0, poll: float = 0.1) -> None:
         self.path, self.offset, self.poll = path, offset, poll
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = open_regular(path, follow_symlinks=True)
 
     def __enter__(self) -> "Follower":
         return self
@@ -129,17 +138,55 @@ def _check_same_file(fd: int, path: Path) -> None:
         raise JournalReplaced(f"{path} was replaced by another file")
 
 
-def events(path: Path) -> Iterator[dict]:
-    """Every complete, parseable event; a torn or garbled line is skipped."""
-    for line in lines(path):
+class MalformedEvent(ValueError):
+    """A journal line that is not a well-formed event; the message says why."""
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # 1e999: JSON, but no number json.dumps can write back
+        raise ValueError(f"{text} is too large for a number")
+    return number
+
+
+def parse_event(line: bytes) -> dict:
+    """One journal line as a well-formed event (journal.schema); MalformedEvent if it
+    is not one: not UTF-8, not JSON (NaN and 1e999 are not), not an object, a
+    field of the wrong type."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedEvent("not UTF-8") from None
+    try:
+        event = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except ValueError as e:
+        raise MalformedEvent(f"not JSON ({e})") from None
+    except RecursionError:
+        raise MalformedEvent("nested too deeply") from None
+    why = schema.problem(event)
+    if why is not None:
+        raise MalformedEvent(why)
+    return event
+
+
+def events(path: Path, skipped: Callable[[int, str], None] | None = None) -> Iterator[dict]:
+    """Every complete, well-formed event. A torn last line (a write cut short) is
+    left out; any other line that is not an event (parse_event) is skipped and
+    told to `skipped(line number, why)`."""
+    for number, line in enumerate(lines(path), 1):
         if not line.endswith(b"\n"):
             return
         try:
-            event = json.loads(line)
-        except ValueError:
+            event = parse_event(line)
+        except MalformedEvent as e:
+            if skipped is not None:
+                skipped(number, str(e))
             continue
-        if isinstance(event, dict):  # valid JSON but not an object is garbled too
-            yield event
+        yield event
 
 
 def merge(exchanges: MutableMapping[str, dict], event: Mapping) -> dict | None:
@@ -183,11 +230,19 @@ def find(merged: dict[str, dict], prefix: str) -> list[dict]:
 
 
 def read_body(root: Path, ref: object) -> bytes | None:
-    """The stored body a record refers to, or None (no body, a bad ref, a missing file)."""
+    """The stored body a record refers to, or None (no body, a bad ref, a missing file).
+
+    A body is named by the SHA-256 of what was stored, so what is read is checked
+    against its name: UnsafeFile when it is not that (altered since), or is not a
+    regular file (a symlink, a FIFO), or is larger than MAX_BODY_BYTES.
+    """
     path = LogsDir(root).body_file(ref)
     if path is None:
         return None
     try:
-        return path.read_bytes()
-    except OSError:
+        data = read_regular(path, MAX_BODY_BYTES)
+    except FileNotFoundError:
         return None
+    if hashlib.sha256(data).hexdigest() != path.name:
+        raise UnsafeFile(f"{path}: its content does not match its name (altered since stored)")
+    return data

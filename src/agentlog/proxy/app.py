@@ -32,6 +32,7 @@ from agentlog.proxy.addons.recorder import Recorder
 from agentlog.proxy.addons.router import Router
 from agentlog.proxy.addons.tcp_recorder import TcpRecorder
 from agentlog.proxy.dialer import Dialer
+from agentlog.proxy.keylog import KeyLog, Note
 from agentlog.redact import Redactor
 
 __all__ = ["StartupError", "build_master", "log_tls_keys", "mitmproxy_addons", "upstream_trust"]
@@ -78,25 +79,21 @@ def upstream_trust(logs: LogsDir, extra_ca: Path | None) -> Path:
     return bundle
 
 
-def log_tls_keys(path: Path) -> None:
-    """Make mitmproxy write both TLS legs' secrets to `path` (0600), whenever it was imported.
+def log_tls_keys(path: Path, note: Note) -> KeyLog:
+    """Make mitmproxy hand both TLS legs' secrets to a KeyLog on `path` (0600), whenever
+    mitmproxy was imported.
 
     mitmproxy reads MITMPROXY_SSLKEYLOGFILE once, when mitmproxy.net.tls is first
-    imported, and bakes the logger into the TLS contexts it caches. A proxy
-    embedded in a program that imported mitmproxy first would leave keys.log
-    empty; so the logger is set here, and contexts made for another dropped.
+    imported, and bakes the logger into the TLS contexts it caches; so the logger
+    is set here, and contexts made for another are dropped.
     """
-    if not path.exists():
-        path.touch(mode=SECRET_MODE)
-    os.chmod(path, SECRET_MODE)
-    current = tls.log_master_secret
-    if current is not None and current.filename == path:
-        return
-    if current is not None:
-        current.close()
-    tls.log_master_secret = tls.MasterSecretLogger(path)
+    if path.exists():
+        os.chmod(path, SECRET_MODE)
+    keylog = KeyLog(path, note)
+    keylog.install()
     tls.create_proxy_server_context.cache_clear()
     tls.create_client_proxy_context.cache_clear()
+    return keylog
 
 
 def build_master(

@@ -132,7 +132,6 @@ class RecordingProxy:
     async def _serve(self) -> None:
         config, logs = self.config, self.logs
         logs.prepare()
-        app.log_tls_keys(logs.keylog)
         ca.ensure_ca(logs)
         journal_key = read_or_create_key(config.journal_key or logs.journal_key)
         # Fingerprints use a key of their own, derived from the journal key.
@@ -141,6 +140,11 @@ class RecordingProxy:
         writer = JournalWriter(logs, journal_key, redactor)
         writer.start()
         sink = self._sink = EventSink(writer, self.session)
+        # Before mitmproxy makes its first TLS context; a failing keys.log is journaled.
+        keylog = app.log_tls_keys(
+            logs.keylog,
+            lambda action, **fields: sink.emit(records.journal_event, action=action, **fields),
+        )
         capture = None
         if config.capture is not None:
             capture = CaptureSupervisor(
@@ -158,6 +162,7 @@ class RecordingProxy:
                 await self._run_mitmproxy(sink, redactor, capture)
         finally:
             await self._shut_down(sink, capture)
+            keylog.close()
 
     async def _shut_down(self, sink: EventSink, capture: CaptureSupervisor | None) -> None:
         """After mitmproxy: capture, then the journal's own `stop` (its last line), then the
