@@ -54,7 +54,15 @@ class StreamedRequestBody(TypedDict):
     request_body_truncated: bool
 
 
-class ResponseEvent(EventBase):
+class _StreamedRequest(TypedDict, total=False):
+    """A closing event's extra fields when its request's body was streamed."""
+
+    request_bytes: int
+    request_body: str | None
+    request_body_truncated: bool
+
+
+class ResponseEvent(EventBase, _StreamedRequest):
     status: int
     reason: str
     http_version: str
@@ -72,7 +80,7 @@ class ResponseEvent(EventBase):
     request_body_truncated: NotRequired[bool]
 
 
-class ErrorEvent(EventBase):
+class ErrorEvent(EventBase, _StreamedRequest):
     error: str
     stage: str  # "request" or "response": whether a response had begun
     response_bytes: int | None

@@ -169,7 +169,7 @@ class Redactor:
 
     def _json(self, node: object, known: set[str], depth: int) -> object:
         if isinstance(node, dict):
-            out = {}
+            out: dict[object, object] = {}
             for key, value in node.items():
                 if is_secret_name(str(key)) and value not in (None, "", [], {}, True, False):
                     secret = value if isinstance(value, str) else json.dumps(value)

@@ -9,7 +9,7 @@ line, the last one included. Neither can be recomputed without the key.
 import hmac
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 _MAC_SUFFIX = re.compile(rb',"mac":"([0-9a-f]{64})"}\n\Z')
@@ -19,7 +19,7 @@ def digest(key: bytes, data: bytes) -> str:
     return hmac.digest(key, data, "sha256").hex()
 
 
-def _dumps(event: dict) -> bytes:
+def _dumps(event: object) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -38,13 +38,13 @@ def printable_text(node: object) -> object:
     return node
 
 
-def seal(event: dict, key: bytes, prev_line: bytes) -> bytes:
+def seal(event: Mapping[str, object], key: bytes, prev_line: bytes) -> bytes:
     """Serialise `event` as one journal line chained to `prev_line` (b"" for the first)."""
-    event = {**event, "prev": digest(key, prev_line)}
+    chained = {**event, "prev": digest(key, prev_line)}
     try:
-        body = _dumps(event)
+        body = _dumps(chained)
     except UnicodeEncodeError:  # agent-sent bytes that are not UTF-8: rare, so checked late
-        body = _dumps(printable_text(event))
+        body = _dumps(printable_text(chained))
     return body[:-1] + b',"mac":"' + digest(key, body).encode() + b'"}\n'
 
 

@@ -240,7 +240,11 @@ class Recorder:
         self.sink.append(event, bodies)
 
     def _close_streamed_request(
-        self, flow: http.HTTPFlow, state: FlowState, event: dict, bodies: dict[str, Body]
+        self,
+        flow: http.HTTPFlow,
+        state: FlowState,
+        event: records.ResponseEvent | records.ErrorEvent,
+        bodies: dict[str, Body],
     ) -> None:
         tee = state.request_tee
         if tee is None:

@@ -60,6 +60,7 @@ class Router:
             return
         if server.sni is None and server.tls:
             server.sni = name
+        assert server.address is not None  # server_connect only routes addressed servers
         self._original[server.id] = server.address
         server.address = target
 

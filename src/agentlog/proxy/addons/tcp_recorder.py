@@ -176,7 +176,9 @@ class TcpRecorder:
             reason=decision.reason,
         )
 
-    def _opening(self, flow, id: str, ts: float, host: str, port: int, decision: str) -> dict:
+    def _opening(
+        self, flow, id: str, ts: float, host: str, port: int, decision: str
+    ) -> records.TcpEvent:
         client = legs.address(flow.client_conn.peername)
         return self.sink.build(
             records.tcp_event,
@@ -194,7 +196,9 @@ class TcpRecorder:
             else None,
         )
 
-    def _closing(self, flow, relay: Relay, ended: str, error: str | None, legs) -> dict:
+    def _closing(
+        self, flow, relay: Relay, ended: str, error: str | None, legs
+    ) -> records.TcpEndEvent:
         msgs_c, msgs_s, bytes_c, bytes_s = relay.counts
         return self.sink.build(
             records.tcp_end_event,
