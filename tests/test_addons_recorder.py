@@ -215,10 +215,13 @@ def test_a_streamed_request_that_cannot_be_written_is_not_streamed_anywhere(jour
     disk_full(monkeypatch, journal.logs.journal)
     with addon_hooks(recorder) as run:
         run(HEADERS(flow))
-    assert flow.response is not None and flow.response.status_code == 503
-    # mitmproxy opens the upstream connection only to stream a body; none is set up.
-    assert not flow.request.stream
-    monkeypatch.undo()
+        assert flow.response is not None and flow.response.status_code == 503
+        # mitmproxy opens the upstream connection only to stream a body; none is set up.
+        assert not flow.request.stream
+        monkeypatch.undo()
+        # With a response set, mitmproxy reads the body, calls `request` and answers
+        # the 503: the refused request is not recorded late as if it had gone on.
+        run(REQUEST(flow), RESPONSE_HEADERS(flow), RESPONSE(flow))
     assert journal.kinds() == []
 
 
@@ -274,6 +277,16 @@ def test_a_small_response_of_known_length_is_forwarded_whole_and_kept_up_to_the_
     assert journal.body(response["response_body"]) == body[:CAP]
     assert "request_bytes" not in response  # the held request had its own
     assert response["duration_ms"] is not None and response["ttfb_ms"] is not None
+
+
+@pytest.mark.parametrize("length", [0, FORWARD_WHOLE_UP_TO])
+def test_a_response_of_known_length_up_to_64KiB_is_not_streamed(journal, length):
+    flow = exchange()
+    with addon_hooks(recorder_for(journal)) as run:
+        run(HEADERS(flow), REQUEST(flow))
+        answer(flow, b"x" * length)
+        run(RESPONSE_HEADERS(flow))
+    assert not flow.response.stream
 
 
 @pytest.mark.parametrize(

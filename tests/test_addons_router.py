@@ -134,6 +134,14 @@ def test_a_name_is_pinned_to_the_first_address_it_was_judged_by():
     assert s.address == ("api.test", 443)
 
 
+def test_with_address_rules_a_route_is_found_by_the_tls_name_and_judged_as_routed():
+    s = server(("10.0.0.1", 443), tls=True, sni="api.test")  # transparent: the agent's IP
+    r = router({"api.test": ("127.0.0.1", 9443)}, deny=("10.0.0.0/8",))
+    with addon_hooks(r) as run:
+        assert connect(run, s) == ("127.0.0.1", 9443)
+    assert s.error is None
+
+
 def test_a_name_resolving_to_a_denied_address_is_not_dialled():
     s = server(("metadata.test", 80))
     r = router(deny=("169.254.0.0/16",), dns={"metadata.test": ["169.254.169.254"]})

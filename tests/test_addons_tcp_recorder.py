@@ -239,9 +239,12 @@ def test_a_connect_closed_before_a_byte_is_an_empty_relay(journal):
 def test_a_connect_still_empty_when_the_proxy_stops_is_closed_as_proxy_stopped(journal):
     recorder = TcpRecorder(journal.sink, Redactor())
     with addon_hooks(recorder) as run:
-        run(http_hooks.HttpConnectHook(connect_flow()))
+        flow = connect_flow()
+        run(http_hooks.HttpConnectHook(flow))
         recorder.done()
+        run(server_hooks.ClientDisconnectedHook(flow.client_conn))  # cut at shutdown
     assert closing(journal)["ended"] == "proxy stopped"
+    assert journal.kinds() == ["tcp", "tcp_end"]
 
 
 def next_layer_for(flow: http.HTTPFlow, chosen: type[layer.Layer] | None, **kw) -> layer.NextLayer:
