@@ -258,6 +258,18 @@ def test_a_blocked_request_too_big_to_hold_is_not_streamed(journal):
     assert journal.kinds() == ["request", "blocked"]
 
 
+def test_a_blocked_request_the_agent_abandons_is_closed_once(journal):
+    # mitmproxy reads a blocked request's body before it answers the 403; a client
+    # that hangs up meanwhile (or a request failing mitmproxy's validation after
+    # `requestheaders`) also gets `error`. Its `blocked` event has closed it already.
+    flow = blocked_exchange(b"x" * 100)
+    with addon_hooks(recorder_for(journal)) as run:
+        run(HEADERS(flow))
+        flow.error = mflow.Error("client disconnected")
+        run(ERROR(flow))
+    assert journal.kinds() == ["request", "blocked"]
+
+
 # -- responses ------------------------------------------------------------------
 
 
