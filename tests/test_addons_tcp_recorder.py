@@ -6,6 +6,7 @@ and exactly one closing event (`tcp_end` with the counts, or `blocked`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -205,6 +206,23 @@ def test_a_relay_that_cannot_be_written_is_never_dialled(journal, monkeypatch):
     # The relay that was recorded is closed at stop; the refused one left no trace.
     assert [x["domain"] for x in journal.exchanges()] == ["first.test"]
     assert journal.kinds() == ["tcp", "tcp_end"]
+
+
+def test_a_relay_whose_write_fails_as_the_proxy_stops_is_still_refused(journal, monkeypatch):
+    flow = relay_flow()
+    recorder = TcpRecorder(journal.sink, Redactor())
+    disk_full(monkeypatch, journal.logs.journal)
+
+    async def stop_while_writing() -> None:
+        writing = asyncio.ensure_future(recorder.tcp_start(flow))
+        await asyncio.sleep(0)  # the hook now awaits its write-ahead
+        recorder.done()  # the proxy stops meanwhile: the relay is closed
+        await writing
+
+    with addon_hooks(recorder) as run:
+        run.tctx.master.event_loop.run_until_complete(stop_while_writing())
+    assert flow.server_conn.error is not None
+    assert flow.server_conn.error.startswith("agentlog: relay refused")
 
 
 # -- CONNECT tunnels ------------------------------------------------------------
