@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,15 +92,16 @@ class Hooks:
 
     def __call__(self, *events: hooks.Hook) -> None:
         for event in events:
-            self._run(self.tctx.master.addons.invoke_addon(self.addon, event))
+            self.complete(self.tctx.master.addons.invoke_addon(self.addon, event))
 
     def cycle(self, f: flow.Flow) -> None:
         """The flow's whole life, hook by hook (mitmproxy.eventsequence)."""
         for event in eventsequence.iterate(f):  # lazily: it feeds messages one by one
             self(event)
 
-    def _run(self, coro) -> None:
-        self.tctx.master.event_loop.run_until_complete(coro)
+    def complete[T](self, work: Coroutine[object, object, T]) -> T:
+        """Run `work` on the context's event loop until it is done."""
+        return self.tctx.master.event_loop.run_until_complete(work)
 
 
 @contextmanager
@@ -110,10 +111,7 @@ def addon_hooks(addon: object, *others: object) -> Iterator[Hooks]:
         yield Hooks(tctx, addon)
 
 
-Chunks = Callable[[bytes], bytes]
-
-
-def stream(tee: Chunks, *chunks: bytes) -> bytes:
+def stream(tee: Callable[[bytes], bytes], *chunks: bytes) -> bytes:
     """Pass `chunks` through a stream callable as mitmproxy does, then its end (b"")."""
     out = b"".join(tee(c) for c in chunks)
     return out + tee(b"")

@@ -20,12 +20,11 @@ def running(*modes: str) -> tuple[list[list[Listener]], list[str]]:
     lifecycle = Lifecycle(listening.append, failed.append)
     with addon_hooks(lifecycle, servers, next_layer.NextLayer()) as run:
         run.tctx.configure(servers, mode=list(modes))
-        loop = run.tctx.master.event_loop
-        loop.run_until_complete(servers.setup_servers())
+        run.complete(servers.setup_servers())
         try:
             run(hooks.RunningHook())
         finally:
-            loop.run_until_complete(servers.servers.update([]))  # close the listeners
+            run.complete(servers.servers.update([]))  # close the listeners
     return listening, failed
 
 

@@ -220,7 +220,7 @@ def test_a_relay_whose_write_fails_as_the_proxy_stops_is_still_refused(journal, 
         await writing
 
     with addon_hooks(recorder) as run:
-        run.tctx.master.event_loop.run_until_complete(stop_while_writing())
+        run.complete(stop_while_writing())
     assert flow.server_conn.error is not None
     assert flow.server_conn.error.startswith("agentlog: relay refused")
 
