@@ -40,6 +40,7 @@ class FlowState:
     body_secrets: set[str] = field(default_factory=set)  # grows in the writer thread
     request_recorded: bool = False  # its event is written (or queued, for blocked/error)
     synthetic: bool = False  # the response is ours (blocked, refused), not upstream's
+    closed: bool = False  # its closing event is written (`blocked`): nothing may follow
     request_tee: BodyTee | None = None
     response_tee: BodyTee | None = None
     ws_counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # msgs c/s, bytes c/s
@@ -86,7 +87,7 @@ class Recorder:
         flow.metadata[STATE] = state
         decision = flow.metadata.get(DECISION)
         if decision is not None and not decision.allowed:
-            state.synthetic = True
+            state.synthetic = state.closed = True
             self.sink.append(*self._request_event(flow, state, "blocked", None, None))
             state.request_recorded = True
             self.sink.emit(
@@ -219,7 +220,9 @@ class Recorder:
 
     def error(self, flow: http.HTTPFlow) -> None:
         state: FlowState | None = flow.metadata.get(STATE)
-        if state is None:
+        # A blocked request is closed; mitmproxy still reports the agent hanging up
+        # while it reads the body before the 403, or a request failing its checks.
+        if state is None or state.closed:
             return
         if not state.request_recorded:  # failed before the request was written
             self.sink.append(*self._request_event(flow, state, "allowed", None, None))

@@ -126,7 +126,7 @@ class TcpRecorder:
             )
         except JournalError as e:
             relay.open = False
-            del self._relays[relay.id]
+            self._relays.pop(relay.id, None)  # gone already if `done` closed it meanwhile
             # Not yet dialled (mitmproxy connects after this hook): this stops it.
             flow.server_conn.error = f"agentlog: relay refused, it could not be recorded ({e})"
 
