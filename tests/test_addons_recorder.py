@@ -107,7 +107,8 @@ def test_a_request_body_is_held_only_when_it_is_known_to_fit_the_cap(headers, ve
 
 
 def test_a_held_request_is_on_disk_with_its_body_before_it_may_go_on(journal):
-    recorder = recorder_for(journal, pcap_file=lambda client, ts: f"capture for {client}")
+    files = {"127.0.0.1:22": "capture_20261128_000000.pcap"}  # the capture index, by client
+    recorder = recorder_for(journal, pcap_file=lambda client, ts: files[client])
     flow = exchange(b'{"q": "hi"}')
     with addon_hooks(recorder) as run:
         run(HEADERS(flow))
@@ -124,7 +125,7 @@ def test_a_held_request_is_on_disk_with_its_body_before_it_may_go_on(journal):
     )
     assert request["path"] == "/v1?x=1" and request["decision"] == "allowed"
     assert request["mode"] == "regular" and request["client"] == "127.0.0.1:22"
-    assert request["pcap_file"] == "capture for 127.0.0.1:22"
+    assert request["pcap_file"] == "capture_20261128_000000.pcap"
     assert request["request_bytes"] == 11 and request["request_body_truncated"] is False
     assert journal.body(request["request_body"]) == b'{"q": "hi"}'
 

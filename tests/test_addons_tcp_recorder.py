@@ -67,7 +67,9 @@ def closing(journal: Journal) -> dict:
 
 def test_a_relay_is_written_ahead_counted_and_closed_once(journal):
     flow = relay_flow(sni="named.test")
-    recorder = TcpRecorder(journal.sink, Redactor(), pcap_file=lambda client, ts: "cap.pcap")
+    recorder = TcpRecorder(
+        journal.sink, Redactor(), pcap_file=lambda client, ts: "capture_20261128_000000.pcap"
+    )
     with addon_hooks(recorder) as run:
         run(tcp_hooks.TcpStartHook(flow))
         [opened] = journal.on_disk()  # before mitmproxy dials
@@ -80,7 +82,7 @@ def test_a_relay_is_written_ahead_counted_and_closed_once(journal):
     assert opened["event"] == "tcp" and opened["decision"] == "allowed"
     assert (opened["domain"], opened["port"]) == ("named.test", 22)  # the TLS name it asked for
     assert opened["client"] == "127.0.0.1:22" and opened["mode"] == "regular"
-    assert opened["tls"] is False and opened["pcap_file"] == "cap.pcap"
+    assert opened["tls"] is False and opened["pcap_file"] == "capture_20261128_000000.pcap"
     end = closing(journal)
     assert (end["messages_from_client"], end["bytes_from_client"]) == (2, 16)
     assert (end["messages_from_server"], end["bytes_from_server"]) == (1, 16)
