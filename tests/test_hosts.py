@@ -16,34 +16,7 @@ from agentlog.hosts import (
     reached_by,
     unicode_host,
 )
-
-LOOPBACK_SPELLINGS = [
-    "127.0.0.1",
-    "2130706433",
-    "0x7f000001",
-    "0X7F000001",
-    "127.1",
-    "127.0.1",
-    "0177.0.0.1",
-    "0177.1",
-    "127.000.000.001",
-    "0x7f.0.0.1",
-    "0x7f.1",
-    "000000127.0.0.1",  # 0127 octal is 87: leading zeros are octal...
-    "127.0.0.1.",
-    "127.0.0.%31",
-    "%31%32%37.0.0.1",
-    "１２７.０.０.１",  # full-width digits (UTS #46 maps them)
-    "127。0。0。1",  # ideographic full stop
-    "127．0．0．1",
-    "::ffff:127.0.0.1",
-    "[::ffff:127.0.0.1]",
-    "::ffff:7f00:1",
-    "[0:0:0:0:0:ffff:7f00:0001]",
-    "::FFFF:7F00:1",
-    "::127.0.0.1",  # IPv4-compatible
-    "[::7f00:1]",
-]
+from tests.samples import LOOPBACK_SPELLINGS, ipv4_spellings
 
 
 @pytest.mark.parametrize("spelling", LOOPBACK_SPELLINGS)
@@ -135,28 +108,6 @@ def test_records_keep_ascii_and_show_unicode_beside_it():
 
 
 # -- properties ---------------------------------------------------------------
-
-
-def _part(value: int, style: str, zeros: int) -> str:
-    if style == "hex":
-        return "0x" + "0" * zeros + format(value, "x")
-    if style == "HEX":
-        return "0X" + "0" * zeros + format(value, "X")
-    if style == "oct":
-        return "0" + "0" * zeros + format(value, "o")
-    return str(value)
-
-
-@st.composite
-def ipv4_spellings(draw) -> tuple[int, str]:
-    """An address and one of its inet_aton spellings (1-4 parts, any bases)."""
-    number = draw(st.integers(0, 2**32 - 1))
-    parts = draw(st.integers(1, 4))
-    octets = number.to_bytes(4, "big")
-    values = list(octets[: parts - 1]) + [int.from_bytes(octets[parts - 1 :], "big")]
-    styles = st.sampled_from(["dec", "hex", "HEX", "oct"])
-    spelled = [_part(v, draw(styles), draw(st.integers(0, 3))) for v in values]
-    return number, ".".join(spelled) + draw(st.sampled_from(["", "."]))
 
 
 @given(ipv4_spellings())

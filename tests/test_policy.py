@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from agentlog.config import parse_duration, parse_hostport, parse_route, parse_size
 from agentlog.errors import ConfigError
 from agentlog.policy import Policy, Rule
-from tests.test_hosts import LOOPBACK_SPELLINGS, ipv4_spellings
+from tests.samples import LOOPBACK_SPELLINGS, ipv4_spellings
 
 hosts = st.from_regex(r"[a-z][a-z0-9]{0,8}(\.[a-z][a-z0-9]{0,8}){1,3}", fullmatch=True)
 ports = st.integers(1, 65535)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentlog.redact import REDACTED, Redactor, is_secret_name
+from tests.samples import ANTHROPIC_REQUEST, ANTHROPIC_RESPONSE, ANTHROPIC_SSE, CODE
 
 R = Redactor()
 SECRET_CHARS = string.ascii_letters + string.digits
@@ -316,84 +317,6 @@ def test_catalogue_token_shapes():
 
 
 # -- what must not be touched ---------------------------------------------------------
-
-CODE = """def login(user, password):
-    token = make_token(user)
-    headers = {"Authorization": f"Bearer {token}"}
-    api_key = os.environ["API_KEY"]
-    payload = {"password": password, "max_tokens": 4096}
-    return requests.post(f"{BASE}/login?next=/home", json=payload, headers=headers)
-"""
-ANTHROPIC_REQUEST = {
-    "model": "claude-sonnet-4-5",
-    "max_tokens": 32000,
-    "stream": True,
-    "thinking": {"type": "enabled", "budget_tokens": 1024},
-    "metadata": {"user_id": "user_3f2e_account_9a1b_session_77c4"},
-    "system": [
-        {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}
-    ],
-    "tools": [
-        {
-            "name": "Bash",
-            "description": "Run a command. Never print tokens or passwords.",
-            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
-        }
-    ],
-    "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "Why does this fail?\n" + CODE}]},
-        {
-            "role": "assistant",
-            "content": [
-                {
-                    "type": "tool_use",
-                    "id": "toolu_01A09q90qw90lq917835lq9",
-                    "name": "Bash",
-                    "input": {"command": "grep -rn token_count src/ | head"},
-                },
-            ],
-        },
-        {
-            "role": "user",
-            "content": [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": "toolu_01A09q90qw90lq917835lq9",
-                    "content": "src/a.py:3: token_count = count(tokens)",
-                }
-            ],
-        },
-    ],
-}
-ANTHROPIC_RESPONSE = {
-    "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
-    "type": "message",
-    "role": "assistant",
-    "model": "claude-sonnet-4-5",
-    "content": [{"type": "text", "text": "The password check runs before the token refresh."}],
-    "stop_reason": "end_turn",
-    "usage": {
-        "input_tokens": 2095,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 31000,
-        "output_tokens": 503,
-    },
-}
-_TEXT_DELTA = {"type": "text_delta", "text": "token = tokenizer(text)"}
-_JSON_DELTA = {"type": "input_json_delta", "partial_json": '{"command": "export TOKEN_LIMIT=4096'}
-ANTHROPIC_SSE = "".join(
-    f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-    for data in [
-        {"type": "message_start", "message": {**ANTHROPIC_RESPONSE, "content": []}},
-        {"type": "content_block_delta", "index": 0, "delta": _TEXT_DELTA},
-        {"type": "content_block_delta", "index": 1, "delta": _JSON_DELTA},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn"},
-            "usage": {"output_tokens": 1},
-        },
-    ]
-)
 
 
 def test_ordinary_anthropic_traffic_is_stored_byte_for_byte():

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from agentlog.redaction.shapes import SHAPES
 from tests.conftest import UPSTREAM, proxy_args
 from tests.harness import RunningProxy, start_proxy
+from tests.samples import ANTHROPIC_REQUEST, ANTHROPIC_SSE
 from tests.secret_samples import Secret, assert_not_stored, sample
-from tests.test_redact import ANTHROPIC_REQUEST, ANTHROPIC_SSE
 
 pytestmark = pytest.mark.timeout(300)
 CAP = 700  # the capped proxy's --body-cap

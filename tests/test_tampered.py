@@ -42,7 +42,7 @@ from agentlog.journal.reader import exchanges, find
 from agentlog.logsdir import LogsDir
 from tests.conftest import UPSTREAM, proxy_args
 from tests.harness import agentlog, curl, start_proxy
-from tests.test_terminal import assert_terminal_safe
+from tests.samples import assert_terminal_safe
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from agentlog.formats.text import printable, printable_json, printable_json_text
 from tests.conftest import PLAIN
 from tests.harness import agentlog
+from tests.samples import assert_terminal_safe
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,27 +25,6 @@ pytestmark = pytest.mark.timeout(60)
 HOSTILE = (
     "a\x9b31m\x1b]0;owned\x07\u202etxt.exe\u2066\u2069\u200e\u200f\u061c\u200b\u2028\U000e0041z"
 )
-DANGEROUS = {
-    *range(0x00, 0x0A),
-    *range(0x0B, 0x20),  # C0 but the newline that ends a line
-    *range(0x7F, 0xA0),  # DEL, C1
-    0x061C,
-    0x200B,
-    0x200E,
-    0x200F,
-    *range(0x202A, 0x202F),
-    *range(0x2066, 0x206A),
-    0x2028,
-    0x2029,
-    0xFEFF,
-    *range(0xD800, 0xE000),  # lone surrogates
-    *range(0xE0000, 0xE0080),  # tags
-}
-
-
-def assert_terminal_safe(output: str) -> None:
-    bad = sorted({f"U+{ord(c):04X}" for c in output if ord(c) in DANGEROUS})
-    assert not bad, f"raw {bad} reach the terminal"
 
 
 def run(*args: object) -> str:
