@@ -14,7 +14,13 @@ from pathlib import Path
 
 from tests.fakes.certs import CA, issue_leaf
 
-NAMES = ("api.anthropic.com", "registry.npmjs.org", "pypi.org", "files.pythonhosted.org", "github.com")
+NAMES = (
+    "api.anthropic.com",
+    "registry.npmjs.org",
+    "pypi.org",
+    "files.pythonhosted.org",
+    "github.com",
+)
 
 
 def _message_reply(request: bytes) -> dict:
@@ -52,11 +58,19 @@ def _answer(host: str, path: str, body: bytes) -> tuple[int, str, bytes]:
         doc = {"name": name, "dist-tags": {"latest": "4.17.21"}, "versions": {"4.17.21": {}}}
         return 200, "application/json", json.dumps(doc).encode()
     if host == "pypi.org" and path.startswith("/simple/"):
-        return 200, "text/html", b"<!DOCTYPE html><html><body><a href='#'>pkg-1.0.tar.gz</a></body></html>"
+        return (
+            200,
+            "text/html",
+            b"<!DOCTYPE html><html><body><a href='#'>pkg-1.0.tar.gz</a></body></html>",
+        )
     if host == "pypi.org":
         return 404, "text/plain", b"Not Found\n"
     if host == "github.com" and "/info/refs" in path:
-        return 200, "application/x-git-upload-pack-advertisement", b"001e# service=git-upload-pack\n0000"
+        return (
+            200,
+            "application/x-git-upload-pack-advertisement",
+            b"001e# service=git-upload-pack\n0000",
+        )
     if host == "files.pythonhosted.org":
         return 503, "text/plain", b"upstream connect error\n"
     return 200, "text/plain", b"ok\n"

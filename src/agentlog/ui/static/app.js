@@ -88,11 +88,11 @@ function readFilters() {
 }
 
 async function reload() {
-  const filters = state.filters;
+  const { filters, open } = state; // loading the list forgets the open row: reopen it
   live.stop();
   if (await list.load(filters)) {
     live.start(filters, list.lastSeq);
-    if (state.open && isExchangeId(state.open) && state.view === "requests") list.reveal(state.open);
+    if (isExchangeId(open) && state.view === "requests") list.reveal(open);
   }
 }
 

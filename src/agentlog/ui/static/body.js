@@ -2,7 +2,7 @@
 // binary as its size and type. All of it is agent text: text nodes only.
 
 import { h } from "./dom.js";
-import { bytes } from "./format.js";
+import { bytes, plural } from "./format.js";
 
 // Objects and arrays deeper than this start collapsed; their children are
 // built when first opened, so a large document costs little until explored.
@@ -82,7 +82,7 @@ function jsonNode(key, value, depth) {
   if (entries.length === 0) {
     return h("div", { class: "j-line" }, keyLabel(key), h("span", { class: "j-punct" }, open + close));
   }
-  const count = isArray ? `${entries.length} items` : `${entries.length} keys`;
+  const count = isArray ? plural(entries.length, "item") : plural(entries.length, "key");
   const details = h(
     "details",
     { class: "j-node" },
