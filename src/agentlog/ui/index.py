@@ -108,9 +108,8 @@ class _Exchanges(MutableMapping[str, dict]):
         row = self.db.execute("SELECT data FROM exchanges WHERE id = ?", (id,)).fetchone()
         if row is None:
             raise KeyError(id)
-        lines = stored_lines(row[0])
-        self.cache[id] = exchange = merged(lines)
-        self.lines[id] = lines
+        self.cache[id] = exchange = merged(row[0])
+        self.lines[id] = [json.dumps(event).encode() for event in json.loads(row[0])]
         return exchange
 
     def __setitem__(self, id: str, exchange: dict) -> None:
@@ -133,17 +132,12 @@ class _Exchanges(MutableMapping[str, dict]):
             del self.lines[id]
 
 
-def stored_lines(data: bytes) -> list[bytes]:
-    """The journal lines of an exchange as the index stores them (a JSON array)."""
-    return [json.dumps(event).encode() for event in json.loads(data)]
-
-
-def merged(lines: Iterable[bytes]) -> dict:
-    """The exchange `lines` make (journal.reader.merge over them)."""
+def merged(data: bytes) -> dict:
+    """The exchange an index row's `data` (its journal lines, a JSON array) makes."""
     exchanges: dict[str, dict] = {}
     result: dict = {}
-    for line in lines:
-        result = merge(exchanges, json.loads(line)) or result
+    for event in json.loads(data):
+        result = merge(exchanges, event) or result
     return result
 
 

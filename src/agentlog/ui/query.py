@@ -106,7 +106,9 @@ def where(f: Filters) -> tuple[list[str], list[object]]:
     return clauses, params
 
 
-def page(f: Filters, before: int | None, limit: int) -> tuple[str, list[object]]:
+def page(
+    f: Filters, before: int | None, limit: int, columns: str = COLUMNS
+) -> tuple[str, list[object]]:
     """Newest first, `limit` rows below the cursor `before` (an opening seq)."""
     clauses, params = where(f)
     match = fts_query(f.q)
@@ -114,11 +116,11 @@ def page(f: Filters, before: int | None, limit: int) -> tuple[str, list[object]]
         clauses.append("e.seq < ?")
         params.append(before)
     if match is None:
-        sql = f"SELECT {COLUMNS} FROM exchanges e"
+        sql = f"SELECT {columns} FROM exchanges e"
         order = "e.seq"
     else:
         # Driven by FTS5, which walks its rowids (= seq) newest first and stops at LIMIT.
-        sql = f"SELECT {COLUMNS} FROM search JOIN exchanges e ON e.seq = search.rowid"
+        sql = f"SELECT {columns} FROM search JOIN exchanges e ON e.seq = search.rowid"
         clauses.insert(0, "search MATCH ?")
         params.insert(0, match)
         order = "search.rowid"
