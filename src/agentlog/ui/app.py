@@ -1,5 +1,6 @@
 """The UI process: the indexer thread, the FastAPI app behind the Guard, uvicorn."""
 
+import signal
 import socket
 import sys
 import threading
@@ -83,6 +84,9 @@ def serve(logs: LogsDir, listen: tuple[str, int]) -> int:
             file=sys.stderr,
         )
     print(f"agentlog ui: http://{shown}:{port}/?token={token}", file=sys.stderr, flush=True)
+    # uvicorn stops on SIGTERM and then raises it again under the handler it found:
+    # with this one in place, a SIGTERM is a clean exit (0), as for the proxy.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
