@@ -16,12 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, RunningUI, have_browser, start_ui
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, have_browser
 from tests.conftest import API, PLAIN, UPSTREAM, free_port, proxy_args
 from tests.fakes.certs import make_ca
 from tests.fakes.services import FakeServices
 from tests.harness import RunningProxy, agentlog, curl, start_proxy
 from tests.netns import can_make_namespaces
+from tests.ui_harness import RunningUI, start_ui
 
 pytestmark = [
     pytest.mark.timeout(180),
