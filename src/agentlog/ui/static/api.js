@@ -57,6 +57,5 @@ export const links = {
     const params = apiParams(filters);
     return params.toString() ? `/api/har?${params}` : "/api/har";
   },
-  live: (filters, lastSeq) =>
-    `/api/live?${apiParams(filters, lastSeq ? { last_event_id: lastSeq } : {})}`,
+  live: (filters, lastSeq) => `/api/live?${apiParams(filters, { last_event_id: lastSeq })}`,
 };
