@@ -203,6 +203,41 @@ def test_expanding_a_row_shows_its_headers_and_json_body(stack, page: Page) -> N
     expect(page.locator("#q")).to_be_focused()
 
 
+def test_problems_stand_out_and_say_what_happened(stack, page: Page) -> None:
+    proxy, ui = stack
+    curl(proxy, "https://blocked.test/problems")  # not on the allowlist
+    curl(proxy, "https://down.test/problems")  # nothing listens there
+    curl(proxy, f"https://{UPSTREAM}/problems", trust_ca=False)  # the client refuses our CA
+    curl(proxy, f"https://{UPSTREAM}/bytes?n=3000")
+    answered(proxy, "/bytes?n=3000")
+    proxy.wait_for(lambda es: any(e["event"] == "tls_failed" for e in es))
+    blocked, error = (
+        e["id"] for e in proxy.events("request") if e["path"] == "/problems"
+    )  # blocked.test was asked first
+    refused = proxy.events("tls_failed")[-1]["id"]
+
+    page.goto(ui.url)
+    for id, outcome, says in (
+        (blocked, "BLOCKED", "not on the allowlist"),
+        (error, "ERROR", "error"),
+        (refused, "TLS-FAIL", "tls error"),
+    ):
+        row = page.locator(f"{ROWS}[data-id='{id}']")
+        expect(row).to_have_class(re.compile(r"\balarming\b"))
+        expect(row.locator(".outcome")).to_have_text(outcome)
+        row.click()
+        expect(page.locator("tr.detail-row dl.facts dd.bad").first).to_be_visible()
+        expect(page.locator("tr.detail-row dl.facts")).to_contain_text(says)
+
+    binary = page.locator(ROWS, has_text="/bytes?n=3000")
+    expect(binary).not_to_have_class(re.compile(r"\balarming\b"))
+    binary.click()
+    response = page.locator("tr.detail-row .pane").nth(1)
+    expect(response.locator(".body-binary")).to_contain_text("binary")
+    expect(response.locator(".body-head")).to_contain_text("application/octet-stream")
+    expect(response.locator(".body-head")).to_contain_text("3.0 kB")
+
+
 # -- filters, search, views ----------------------------------------------------------
 
 

@@ -92,6 +92,7 @@ async function reload() {
   live.stop();
   if (await list.load(filters)) {
     live.start(filters, list.lastSeq);
+    showIndexed(list.indexed);
     if (isExchangeId(open) && state.view === "requests") list.reveal(open);
   }
 }
@@ -217,10 +218,13 @@ document.addEventListener("keydown", (event) => {
 
 // -- start -------------------------------------------------------------------
 
-async function showIndexed() {
+function showIndexed(seq) {
+  if (typeof seq === "number") fill($("#indexed"), `indexed to seq ${seq.toLocaleString("en")}`);
+}
+
+async function refreshIndexed() {
   try {
-    const status = await api.status();
-    fill($("#indexed"), `indexed to seq ${status.indexed_seq.toLocaleString("en")}${status.indexing ? " (indexing…)" : ""}`);
+    showIndexed((await api.status()).indexed_seq);
   } catch {
     // the count line already says what is wrong
   }
@@ -228,7 +232,6 @@ async function showIndexed() {
 
 showFilters();
 showView();
-reload();
-loadSessions();
-showIndexed();
-setInterval(showIndexed, 10000);
+// The sessions menu waits for the first rows: on a long journal it is the slower query.
+reload().then(loadSessions);
+setInterval(refreshIndexed, 10000);

@@ -54,7 +54,8 @@ function fact(label, value, cls) {
 function facts({ row, exchange, timings, addresses }) {
   const response = exchange.response;
   const blocked = exchange.blocked;
-  const error = exchange.error;
+  // A tls_failed exchange's `error` is its own text; others' is the error event.
+  const error = typeof exchange.error === "object" ? exchange.error : null;
   const ws = exchange.websocket;
   const status = response ? `${response.status} ${response.reason ?? ""}`.trim() : row.outcome;
   return h(
@@ -76,7 +77,7 @@ function facts({ row, exchange, timings, addresses }) {
     fact("pcap file", row.pcap_file ?? "none (no capture)"),
     blocked ? fact("blocked by", [blocked.rule, blocked.reason].filter(Boolean).join(": "), "bad") : null,
     error ? fact("error", `${error.error} (${error.stage})`, "bad") : null,
-    row.kind === "tls_failed" ? fact("tls error", exchange.error, "bad") : null,
+    row.kind === "tls_failed" ? fact("tls error", String(exchange.error ?? ""), "bad") : null,
     ws
       ? fact(
           "websocket",

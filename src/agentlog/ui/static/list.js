@@ -41,6 +41,7 @@ export class RequestList {
     this.filters = {};
     this.next = null; // cursor of the next (older) page; null: all loaded
     this.lastSeq = 0; // the newest updated_seq seen: where live and polling resume
+    this.indexed = null; // how far the index had read when the list was loaded
     this.selected = null;
     this.generation = 0; // bumped by load(): answers to older loads are dropped
     this.loading = false;
@@ -90,6 +91,7 @@ export class RequestList {
     this.tbody.replaceChildren();
     this.next = page.next;
     this.lastSeq = indexed;
+    this.indexed = indexed;
     const rows = page.items.map((row) => this.build(row));
     this.tbody.append(...rows);
     for (const row of page.items) this.lastSeq = Math.max(this.lastSeq, row.updated_seq);
