@@ -1,6 +1,7 @@
 """The JSON API the page uses (docs/ui-api.md): routes, parameters and response schemas."""
 
 import json
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from agentlog import __version__
 from agentlog.capture.slicer import write_slice
@@ -156,6 +157,16 @@ def json_response(content: object, headers: dict[str, str] | None = None) -> Res
     return Response(body, media_type="application/json", headers=headers)
 
 
+def _rfc3339(value: object) -> object:
+    """Only a date and time: pydantic would take a bare number as a Unix time."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d\d-\d\d[Tt ].+", value.strip()):
+        raise ValueError("expected an RFC 3339 date and time")
+    return value
+
+
+Moment = Annotated[datetime | None, BeforeValidator(_rfc3339), Query()]
+
+
 def filters(
     domain: Annotated[str | None, Query(description="domain glob: * and ?")] = None,
     method: Annotated[str | None, Query(description="GET, or GET,POST")] = None,
@@ -168,8 +179,8 @@ def filters(
     ] = None,
     kind: Annotated[str | None, Query(description="request, blocked, error, ...")] = None,
     session: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment = None,
+    until: Moment = None,
     q: Annotated[str | None, Query(description="free text over path, headers, bodies")] = None,
     changed_after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
 ) -> Filters:

@@ -46,7 +46,7 @@ CREATE TABLE exchanges (
     outcome TEXT NOT NULL,
     request_bytes INTEGER, response_bytes INTEGER, ttfb_ms REAL, duration_ms REAL,
     pcap_file TEXT, capture_id TEXT,
-    data BLOB NOT NULL  -- its journal lines as a JSON array: what it is merged from
+    data BLOB NOT NULL  -- the journal lines it is merged from, newline-separated
 );
 CREATE INDEX exchanges_updated ON exchanges(updated_seq);
 CREATE INDEX exchanges_domain ON exchanges(domain);
@@ -109,7 +109,7 @@ class _Exchanges(MutableMapping[str, dict]):
         if row is None:
             raise KeyError(id)
         self.cache[id] = exchange = merged(row[0])
-        self.lines[id] = [json.dumps(event).encode() for event in json.loads(row[0])]
+        self.lines[id] = row[0].split(b"\n")  # the very bytes: a row is the same either way
         return exchange
 
     def __setitem__(self, id: str, exchange: dict) -> None:
@@ -133,11 +133,11 @@ class _Exchanges(MutableMapping[str, dict]):
 
 
 def merged(data: bytes) -> dict:
-    """The exchange an index row's `data` (its journal lines, a JSON array) makes."""
+    """The exchange an index row's `data` (its journal lines) makes."""
     exchanges: dict[str, dict] = {}
     result: dict = {}
-    for event in json.loads(data):
-        result = merge(exchanges, event) or result
+    for line in data.split(b"\n"):
+        result = merge(exchanges, json.loads(line)) or result
     return result
 
 
@@ -326,7 +326,7 @@ class Indexer:
                     kind,
                     str(event.get("timestamp", "")),
                     str(event.get("session", "")),
-                    data.rstrip(),
+                    data.rstrip(b"\n"),
                 )
             )
             return
@@ -351,7 +351,7 @@ class Indexer:
         for id, (exchange, updated_seq) in batch.changed.items():
             row = row_of(exchange, updated_seq)
             lines = self.exchanges.lines[id]
-            rows.append((*row.values(), b"[" + b",".join(line.rstrip() for line in lines) + b"]"))
+            rows.append((*row.values(), b"\n".join(line.rstrip(b"\n") for line in lines)))
         documents = []
         for id in batch.documents:
             exchange, _ = batch.changed[id]

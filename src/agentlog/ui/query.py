@@ -48,7 +48,8 @@ def glob(pattern: str) -> str:
 def fts_query(q: str | None) -> str | None:
     """Each whitespace-separated term as a quoted FTS5 phrase matched as a prefix,
     all required; None when no term has a word character (no text filter)."""
-    terms = [t for t in (q or "").split() if _WORD.search(t)]
+    # FTS5 reads the query as a C string: a NUL would end it inside a quoted term.
+    terms = [t for t in (q or "").replace("\0", " ").split() if _WORD.search(t)]
     if not terms:
         return None
     return " AND ".join('"' + t.replace('"', '""') + '"*' for t in terms)

@@ -69,12 +69,19 @@ def outcome_of(exchange: dict) -> str:
     if kind == "websocket":
         return "WS"
     if "response" in exchange:
-        return str(exchange["response"].get("status"))
+        return str(part(exchange, "response").get("status"))
     return "..."
 
 
-def _closing(exchange: dict) -> dict:
-    return next((exchange[k] for k in ("response", "error") if k in exchange), {})
+def part(exchange: dict, name: str) -> dict:
+    """A nested closing event, or {} (whatever the field holds)."""
+    value = exchange.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def closing(exchange: dict) -> dict:
+    """The event that ended the exchange's HTTP part: its response, or its error."""
+    return part(exchange, "response") or part(exchange, "error")
 
 
 def _int(value: object) -> int | None:
@@ -104,8 +111,7 @@ def _str(value: object) -> str | None:
 
 def row_of(exchange: dict, updated_seq: int) -> dict:
     """The list row (docs/ui-api.md); every value typed, whatever the journal held."""
-    response = exchange.get("response") or {}
-    closing = _closing(exchange)
+    response = part(exchange, "response")
     pcap_file = _str(exchange.get("pcap_file"))
     return {
         "id": str(exchange.get("id")),
@@ -123,7 +129,7 @@ def row_of(exchange: dict, updated_seq: int) -> dict:
         "status": _int(response.get("status")),
         "outcome": outcome_of(exchange),
         "request_bytes": _int(exchange.get("request_bytes")),
-        "response_bytes": _int(closing.get("response_bytes")),
+        "response_bytes": _int(closing(exchange).get("response_bytes")),
         "ttfb_ms": _float(response.get("ttfb_ms")),
         "duration_ms": _float(response.get("duration_ms")),
         "pcap_file": pcap_file,
@@ -146,7 +152,7 @@ def _search_text(raw: bytes | None) -> str:
 
 def search_doc(exchange: dict, read: Callable[[object], bytes | None]) -> tuple[str, str, str]:
     """(path, headers, bodies): the free text of an exchange, for FTS5."""
-    response = exchange.get("response") or {}
+    response = part(exchange, "response")
     headers = _headers_text(exchange.get("headers")) + _headers_text(response.get("headers"))
     bodies = [
         _search_text(read(exchange.get("request_body"))),
@@ -199,7 +205,7 @@ def body_view(
 
 def body_parts(exchange: dict) -> dict[str, tuple[object, object, object, object]]:
     """which -> (body ref, headers, size, capped), for the request and the response."""
-    response = exchange.get("response") or {}
+    response = part(exchange, "response")
     return {
         "request": (
             exchange.get("request_body"),

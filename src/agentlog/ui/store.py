@@ -14,7 +14,7 @@ from agentlog.timefmt import rfc3339
 from agentlog.ui import query
 from agentlog.ui.index import Indexer, merged
 from agentlog.ui.query import Filters
-from agentlog.ui.rows import ROW_FIELDS, body_parts, body_view
+from agentlog.ui.rows import ROW_FIELDS, body_parts, body_view, closing
 
 
 class Store:
@@ -81,8 +81,7 @@ class Store:
             bodies[which] = body_view(
                 raw, ref, headers=headers, size=size, capped=capped, download=download
             )
-        response = exchange.get("response") or {}
-        closing = next((exchange[k] for k in ("response", "error") if k in exchange), {})
+        ended = closing(exchange)
         return {
             "row": row,
             "exchange": exchange,
@@ -91,8 +90,8 @@ class Store:
             "addresses": {
                 "client": _text(exchange.get("client")),
                 "agent_dst": _text(exchange.get("agent_dst")),
-                "upstream_src": _text(closing.get("upstream_src") or response.get("upstream_src")),
-                "upstream_dst": _text(closing.get("upstream_dst") or response.get("upstream_dst")),
+                "upstream_src": _text(ended.get("upstream_src")),
+                "upstream_dst": _text(ended.get("upstream_dst")),
             },
         }
 
