@@ -132,7 +132,12 @@ $("#time-range").addEventListener("click", () => {
   reload();
 });
 
+// The sessions menu is filled when first approached: on a long journal the
+// sessions query is the slowest there is, and most page loads never need it.
+let sessionsLoaded = false;
 async function loadSessions() {
+  if (sessionsLoaded) return;
+  sessionsLoaded = true;
   try {
     const { items } = await api.sessions();
     const select = inputs.session;
@@ -145,9 +150,11 @@ async function loadSessions() {
     }
     select.value = state.filters.session ?? "";
   } catch (error) {
+    sessionsLoaded = false;
     showProblem(error);
   }
 }
+for (const approach of ["pointerenter", "focus"]) inputs.session.addEventListener(approach, loadSessions);
 
 // -- views -------------------------------------------------------------------
 
@@ -232,6 +239,5 @@ async function refreshIndexed() {
 
 showFilters();
 showView();
-// The sessions menu waits for the first rows: on a long journal it is the slower query.
-reload().then(loadSessions);
+reload();
 setInterval(refreshIndexed, 10000);
