@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, have_browser
 from tests.conftest import API, PLAIN, UPSTREAM, free_port, proxy_args
@@ -376,6 +378,72 @@ def test_hostile_input_renders_as_text(stack, page: Page) -> None:
     }"""
     )
     assert injected == {"scripts": ["/static/app.js"], "foreign": 0, "handlers": 0, "links": []}
+
+
+# -- the page's pure parts, in the page ---------------------------------------------------
+
+FILTER_VALUES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+
+
+# Each example is a browser context: a few large ones, and no slow shrinking (the
+# assertion names the failing states).
+@settings(
+    max_examples=4,
+    deadline=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    states=st.lists(
+        st.fixed_dictionaries(
+            {"view": st.sampled_from(["requests", "domains", "captures"])},
+            optional={name: FILTER_VALUES for name in ("q", "domain", "method", "session")},
+        ),
+        min_size=50,
+        max_size=50,
+    )
+)
+def test_url_state_round_trips_and_links_stay_ours(stack, browser: Browser, states) -> None:
+    """Any filter text survives the URL; the page refuses links and attributes it did
+    not build, whatever text reaches them (one page, many examples at once)."""
+    _, ui = stack
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(ui.url)
+        result = page.evaluate(
+            """async (states) => {
+            const q = await import('/static/query.js');
+            const dom = await import('/static/dom.js');
+            const refused = (attrs) => {
+              try { dom.h('a', attrs); return false; } catch { return true; }
+            };
+            return {
+              states: states.map(({view, ...filters}) => {
+                const trimmed = Object.fromEntries(Object.entries(filters)
+                  .map(([k, v]) => [k, v.trim()]).filter(([, v]) => v));
+                const back = q.readState(q.writeState({view, open: null, filters: trimmed}));
+                const same = (a, b) => Object.keys(a).length === Object.keys(b).length
+                  && Object.keys(a).every((k) => a[k] === b[k]);
+                return back.view === view && back.open === null && same(back.filters, trimmed);
+              }),
+              refused: [
+                {href: 'javascript:alert(1)'}, {href: ' /api/x'}, {href: '//evil.test/api/'},
+                {href: 'https://evil.test/'}, {onclick: 'alert(1)'}, {style: 'color:red'},
+                {src: '/api/x'}, {srcdoc: '<script>'},
+              ].map(refused),
+              allowed: [{href: '/api/exchanges/X/pcap'}, {href: '/?open=X'}, {title: '"><x>'}]
+                .map(refused),
+            };
+        }""",
+            states,
+        )
+    finally:
+        context.close()
+    assert all(result["states"]), [
+        s for s, ok in zip(states, result["states"], strict=True) if not ok
+    ]
+    assert all(result["refused"]) and not any(result["allowed"])
 
 
 # -- packets ------------------------------------------------------------------------

@@ -37,6 +37,7 @@ function checked(id, shape) {
 
 export const isExchangeId = (id) => typeof id === "string" && EXCHANGE_ID.test(id);
 export const isSessionId = (id) => typeof id === "string" && SESSION_ID.test(id);
+export const isCaptureId = (id) => typeof id === "string" && CAPTURE_ID.test(id);
 
 export const api = {
   exchanges: (filters, extra) => getJson("/api/exchanges", apiParams(filters, extra)),

@@ -20,7 +20,7 @@ export function renderBody(body, downloadUrl) {
     "div",
     { class: "body-head" },
     h("span", { class: "facts" }, facts.join(" · ")),
-    h("a", { class: "action", href: downloadUrl, download: true }, "download"),
+    downloadUrl ? h("a", { class: "action", href: downloadUrl, download: true }, "download") : null,
   );
   const wrapper = h("div", { class: `body body-${kindClass(body.kind)}` }, head);
   if (body.kind === "binary" || body.text === null || body.text === undefined) {
@@ -63,7 +63,7 @@ function jsonView(value, head) {
     else raw.replaceWith(tree);
     toggle.textContent = showRaw ? "tree" : "raw";
   });
-  head.insertBefore(toggle, head.lastChild);
+  head.insertBefore(toggle, head.querySelector("a"));
   return tree;
 }
 

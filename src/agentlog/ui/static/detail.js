@@ -1,14 +1,16 @@
 // One exchange, expanded: what was sent and received, when, between which
 // addresses, and links to its packets. Every value is agent text.
 
-import { isSessionId, links } from "./api.js";
+import { isExchangeId, isSessionId, links } from "./api.js";
 import { renderBody } from "./body.js";
 import { h } from "./dom.js";
 import { bytes, ms, url } from "./format.js";
 
 export function renderDetail(data) {
   const { row, exchange } = data;
-  const response = exchange.response ?? null;
+  const response = typeof exchange.response === "object" ? exchange.response : null;
+  // Links are built from the id; an id of another shape gets none.
+  const linked = isExchangeId(row.id);
   return h(
     "div",
     { class: "detail" },
@@ -18,17 +20,17 @@ export function renderDetail(data) {
       row.method ? h("span", { class: "method" }, row.method) : null,
       h("span", { class: "full-url" }, row.path === null ? row.domain ?? "" : url(row)),
       h("span", { class: "spacer" }),
-      actions(row),
+      linked ? actions(row) : null,
     ),
     facts(data),
     h(
       "div",
       { class: "panes" },
-      pane("Request", exchange.headers, renderBody(data.bodies?.request, links.body(row.id, "request"))),
+      pane("Request", exchange.headers, renderBody(data.bodies?.request, linked && links.body(row.id, "request"))),
       pane(
         "Response",
         response?.headers,
-        response ? renderBody(data.bodies?.response, links.body(row.id, "response")) : null,
+        response ? renderBody(data.bodies?.response, linked && links.body(row.id, "response")) : null,
       ),
     ),
   );

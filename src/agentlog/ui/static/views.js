@@ -1,6 +1,6 @@
 // The domains view and the captures view (capture files and sessions).
 
-import { api, isSessionId, links } from "./api.js";
+import { api, isCaptureId, isSessionId, links } from "./api.js";
 import { fill, h } from "./dom.js";
 import { bytes, dateTime } from "./format.js";
 
@@ -60,7 +60,7 @@ export async function showCaptures(root) {
       h("td", { class: "mono" }, c.name),
       h("td", { class: "num" }, bytes(c.size)),
       h("td", { class: "time" }, span(c.first_packet, c.last_packet)),
-      h("td", {}, h("a", { class: "action", href: links.capture(c.id), download: true }, "download")),
+      h("td", {}, isCaptureId(c.id) ? h("a", { class: "action", href: links.capture(c.id), download: true }, "download") : null),
     ),
   );
   const sessionRows = sessions.items.map((s) =>
