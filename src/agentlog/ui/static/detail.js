@@ -41,7 +41,8 @@ function actions(row) {
   if (row.pcap_file) {
     items.push(h("a", { class: "action packets", href: links.exchangePcap(row.id), download: true }, "download packets"));
   }
-  if (isSessionId(row.session)) {
+  // Without a capture file there are no packets of this session to cut either.
+  if (row.pcap_file && isSessionId(row.session)) {
     items.push(h("a", { class: "action", href: links.sessionPcap(row.session), download: true }, "session packets"));
   }
   items.push(h("a", { class: "action", href: `/?open=${encodeURIComponent(row.id)}` }, "link"));
