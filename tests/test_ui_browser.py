@@ -6,11 +6,12 @@ Every test fails on a dialog, an uncaught page error or a CSP violation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +24,7 @@ from tests.conftest import API, PLAIN, UPSTREAM, free_port, proxy_args
 from tests.fakes.certs import make_ca
 from tests.fakes.services import FakeServices
 from tests.harness import RunningProxy, agentlog, curl, start_proxy
-from tests.netns import can_make_namespaces
+from tests.netns import AgentNamespace, can_make_namespaces
 from tests.ui_harness import RunningUI, start_ui
 
 pytestmark = [
@@ -495,31 +496,40 @@ def test_pcap_downloaded_through_the_page_is_what_agentlog_pcap_writes(
 
 
 def test_screenshot_of_realistic_traffic(tmp_path, page: Page) -> None:
-    """The page after a short agent run; AGENTLOG_UI_SCREENSHOT=1 writes docs/ui.png."""
+    """The page after a short agent run (captured, where namespaces can be made);
+    AGENTLOG_UI_SCREENSHOT=1 writes docs/ui.png."""
     ca = make_ca("agentlog screenshot CA")
     ca_file = ca.write(tmp_path)
-    with FakeServices(ca, tmp_path) as services:
+    with FakeServices(ca, tmp_path) as services, contextlib.ExitStack() as cleanup:
         refused = free_port()  # nothing listens: the connection is refused
-        proxy = start_proxy(
-            tmp_path / "logs",
-            "--upstream-ca", str(ca_file), *services.proxy_args(),
-            "--allow", "sentry.io", "--route", f"sentry.io=127.0.0.1:{refused}",
-        )  # fmt: skip
-        try:
-            agent_run(proxy)
-            ui = start_ui(proxy.logs)
-            try:
-                page.goto(ui.url)
-                rows = page.locator(ROWS)
-                expect(rows).to_have_count(len(proxy.events("request")))
-                rows.filter(has_text="/v1/messages").nth(1).click()
-                expect(page.locator("tr.detail-row .json-tree").first).to_be_visible()
-                page.mouse.move(0, 0)
-                shot = page.screenshot()
-            finally:
-                ui.stop()
-        finally:
-            proxy.stop()
+        args = ["--upstream-ca", str(ca_file), *services.proxy_args()]
+        args += ["--allow", "sentry.io", "--route", f"sentry.io=127.0.0.1:{refused}"]
+        if can_make_namespaces():
+            ns = cleanup.enter_context(AgentNamespace())
+            proxy = start_proxy(
+                tmp_path / "logs", *args, "--capture", ns.host_if, listen=f"{ns.host_ip}:8080"
+            )
+
+            def fetch(url: str, *options: str) -> None:
+                agent = ["curl", "-sS", "--max-time", "20", "-x", proxy.url, "--cacert"]
+                ns.run(*agent, str(proxy.ca), *options, url, check=False)
+        else:
+            proxy = start_proxy(tmp_path / "logs", *args)
+
+            def fetch(url: str, *options: str) -> None:
+                curl(proxy, url, *options)
+
+        cleanup.callback(proxy.stop)
+        agent_run(proxy, fetch)
+        ui = start_ui(proxy.logs)
+        cleanup.callback(ui.stop)
+        page.goto(ui.url)
+        rows = page.locator(ROWS)
+        expect(rows).to_have_count(len(proxy.events("request")))
+        rows.filter(has_text="/v1/messages").nth(1).click()
+        expect(page.locator("tr.detail-row .json-tree").first).to_be_visible()
+        page.mouse.move(0, 0)
+        shot = page.screenshot()
     alarming = page.locator(f"{ROWS}.alarming")
     assert alarming.all_inner_texts() == [
         AnyText("sentry.io"),  # refused connection: error
@@ -539,7 +549,7 @@ class AnyText(str):
     __hash__ = str.__hash__
 
 
-def agent_run(proxy: RunningProxy) -> None:
+def agent_run(proxy: RunningProxy, fetch: Callable[..., None]) -> None:
     """What a coding agent's few minutes look like on the wire."""
     key = ["-H", "x-api-key: sk-ant-api03-Zx8eYtQ2mN4vB7cK1pL9sR3wD6fG0hJ5aU8iO2eT4yW"]
     anthropic = [
@@ -578,7 +588,7 @@ def agent_run(proxy: RunningProxy) -> None:
         ("https://api.anthropic.com/api/event_logging/batch", ["-d", '{"events":[]}']),
     ]  # fmt: skip
     for url, args in calls:
-        curl(proxy, url, *args, "-o", "/dev/null")
+        fetch(url, *args, "-o", "/dev/null")
     proxy.wait_for(
         lambda es: sum(e["event"] in ("response", "error", "blocked") for e in es) == len(calls)
     )
