@@ -29,8 +29,8 @@ from agentlog.ui.rows import ROW_FIELDS, row_of, search_doc, searchable
 
 SCHEMA_VERSION = "1"
 OPENING_EVENTS = ("request", "tls_failed")
-BATCH_LINES = 20_000  # one transaction: the ingest rate is mostly commits and FTS merges
-CACHE_EXCHANGES = 50_000  # exchanges kept in memory: a closing event finds its request here
+BATCH_LINES = 3_000  # one transaction; larger ones cost memory and gain little
+CACHE_EXCHANGES = 6_000  # kept in memory (>= a batch's): a closing event finds its request
 
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;

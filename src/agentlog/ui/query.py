@@ -79,7 +79,11 @@ def where(f: Filters) -> tuple[list[str], list[object]]:
     """WHERE clauses over `exchanges e` (ANDed) and their parameters; `q` is apart."""
     clauses: list[str] = []
     params: list[object] = []
-    if f.domain:
+    if f.domain and not any(c in f.domain for c in "*?["):
+        # Equality walks the domain index newest first; a GLOB range would sort.
+        clauses.append("e.domain = ?")
+        params.append(f.domain.lower())
+    elif f.domain:
         clauses.append("e.domain GLOB ?")
         params.append(glob(f.domain))
     if f.method:
