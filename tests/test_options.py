@@ -16,17 +16,19 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 _ROW = re.compile(r"^\| `(--[a-z-]+)(?: ([A-Z:=_]+))?` \| `(AGENTLOG_[A-Z_]+)`[^|]*\| ([^|]*) \|")
 
 
-def readme_rows() -> dict[str, tuple[str | None, str, str | None]]:
+def readme_rows() -> dict[str, tuple[str, str | None, str | None]]:
+    """env -> (flag, metavar, default): a flag (--listen) may belong to two commands."""
     rows = {}
     for line in README.read_text().splitlines():
         if m := _ROW.match(line):
             flag, metavar, env, default = m.groups()
-            rows[flag] = (metavar, env, default.strip().strip("`") or None)
+            rows[env] = (flag, metavar, default.strip().strip("`") or None)
     return rows
 
 
-def test_readme_option_table_is_the_option_table():
-    declared = {o.flag: (o.metavar, o.env, o.default) for o in (options.LOGS, *options.PROXY)}
+def test_readme_option_tables_are_the_option_tables():
+    every = (options.LOGS, *options.PROXY, *options.UI)
+    declared = {o.env: (o.flag, o.metavar, o.default) for o in every}
     assert readme_rows() == declared
 
 

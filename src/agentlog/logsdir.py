@@ -123,6 +123,16 @@ class LogsDir:
         m = _CAPTURE_NAME.search(name)
         return (m.group(1), int(m.group(2) or 0)) if m else ("", 0)
 
+    @staticmethod
+    def capture_id(name: str) -> str | None:
+        """A capture file's id (its time stamp and number): what the UI names it by."""
+        m = _CAPTURE_NAME.fullmatch(name)
+        return name.removeprefix("capture_").removesuffix(".pcap") if m else None
+
+    def capture_by_id(self, id: str) -> Path | None:
+        """The capture file with this id, if there is one; never a path from outside."""
+        return next((p for p in self.capture_files() if self.capture_id(p.name) == id), None)
+
     def capture_files(self) -> list[Path]:
         """The capture files there are, oldest first."""
         return sorted(self.root.glob(_CAPTURE_GLOB), key=lambda p: self.capture_order(p.name))

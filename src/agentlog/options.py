@@ -204,6 +204,17 @@ PROXY = (
     ),
 )
 
+UI = (
+    Option(
+        "--listen",
+        "AGENTLOG_UI_LISTEN",
+        "the UI's address; keep it on this machine (an SSH tunnel reaches it from elsewhere)",
+        _hostport("--listen"),
+        "127.0.0.1:8888",
+        "HOST:PORT",
+    ),
+)
+
 
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     for option in options:
