@@ -32,7 +32,7 @@ def recorded(tmp_path_factory, upstream, upstream_ca) -> Iterator[tuple[RunningP
         assert post.returncode == 0
         curl(proxy, f"https://{UPSTREAM}/status/404")
         curl(proxy, f"https://{UPSTREAM}/status/503")
-        curl(proxy, f"https://{BLOCKED}/nope")
+        curl(proxy, f"http://{BLOCKED}/nope")  # plain HTTP: judged per request, path and all
         curl(proxy, f"https://{DOWN}/gone")
         proxy.wait_for(lambda ev: sum(e["event"] != "request" for e in ev) >= 10)
         ui = start_ui(logs)

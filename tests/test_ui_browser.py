@@ -208,7 +208,7 @@ def test_expanding_a_row_shows_its_headers_and_json_body(stack, page: Page) -> N
 
 def test_problems_stand_out_and_say_what_happened(stack, page: Page) -> None:
     proxy, ui = stack
-    curl(proxy, "https://blocked.test/problems")  # not on the allowlist
+    curl(proxy, "http://blocked.test/problems")  # not on the allowlist (plain HTTP: path shown)
     curl(proxy, "https://down.test/problems")  # nothing listens there
     curl(proxy, f"https://{UPSTREAM}/problems", trust_ca=False)  # the client refuses our CA
     curl(proxy, f"https://{UPSTREAM}/bytes?n=3000")
@@ -282,7 +282,7 @@ def test_filters_and_search_narrow_the_list_and_survive_a_reload(stack, page: Pa
 def test_domains_view_counts_each_domain_and_filters_by_it(stack, page: Page) -> None:
     proxy, ui = stack
     curl(proxy, f"https://{API}/hello?domains=1")
-    curl(proxy, "https://blocked.test/domains")  # not on the allowlist
+    curl(proxy, "http://blocked.test/domains")  # not on the allowlist (plain HTTP: path shown)
     answered(proxy, "/hello?domains=1", "/domains")
     requests = proxy.events("request")
 
@@ -525,7 +525,8 @@ def test_screenshot_of_realistic_traffic(tmp_path, page: Page) -> None:
         cleanup.callback(ui.stop)
         page.goto(ui.url)
         rows = page.locator(ROWS)
-        expect(rows).to_have_count(len(proxy.events("request")))
+        opened = proxy.events("request") + proxy.events("tcp")  # the refused CONNECT: a tcp row
+        expect(rows).to_have_count(len(opened))
         rows.filter(has_text="/v1/messages").nth(1).click()
         expect(page.locator("tr.detail-row .json-tree").first).to_be_visible()
         page.mouse.move(0, 0)

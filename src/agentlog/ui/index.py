@@ -23,12 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from agentlog.errors import UserError
+from agentlog.journal import reader
 from agentlog.journal.reader import CLOSING_EVENTS, Follower, JournalReplaced, merge, read_body
 from agentlog.logsdir import JOURNAL_MODE, LogsDir
 from agentlog.ui.rows import ROW_FIELDS, row_of, search_doc, searchable
 
 SCHEMA_VERSION = "1"
-OPENING_EVENTS = ("request", "tls_failed")
+OPENING_EVENTS = (*reader.OPENING_EVENTS, "tls_failed")  # request, tcp relay, tls_failed
 BATCH_LINES = 3_000  # one transaction; larger ones cost memory and gain little
 CACHE_EXCHANGES = 6_000  # kept in memory (>= a batch's): a closing event finds its request
 

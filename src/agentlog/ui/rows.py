@@ -8,8 +8,9 @@ from agentlog.logsdir import LogsDir
 # Closing events that decide an exchange's kind, strongest first.
 _KIND_EVENTS = ("blocked", "error", "websocket")
 # Closing events that carry text to search: the search document is written at the first.
-_TEXT_CLOSINGS = ("response", "error", "blocked")
-_ALL_CLOSINGS = ("response", "error", "blocked", "websocket")
+_TEXT_CLOSINGS = ("response", "error", "blocked", "tcp_end")
+_ALL_CLOSINGS = ("response", "error", "blocked", "websocket", "tcp_end")
+_OPENINGS = ("request", "tcp")
 
 BODY_TEXT_CAP = 256 * 1024  # what the page is given to display
 SEARCH_BODY_CAP = 64 * 1024  # what of each body free-text search sees
@@ -49,13 +50,13 @@ def kind_of(exchange: dict) -> str:
 
 
 def is_open(exchange: dict) -> bool:
-    return exchange.get("event") == "request" and not any(k in exchange for k in _ALL_CLOSINGS)
+    return exchange.get("event") in _OPENINGS and not any(k in exchange for k in _ALL_CLOSINGS)
 
 
 def searchable(exchange: dict) -> bool:
     """Whether its search document is due: it is final as far as text goes (a request
     once a response, error or block closed it; a tls_failed at once)."""
-    if exchange.get("event") == "request":
+    if exchange.get("event") in _OPENINGS:
         return any(k in exchange for k in _TEXT_CLOSINGS)
     return True
 
@@ -68,6 +69,8 @@ def outcome_of(exchange: dict) -> str:
         return kind.upper()
     if kind == "websocket":
         return "WS"
+    if kind == "tcp":  # a raw relay: how it ended
+        return "CLOSED" if "tcp_end" in exchange else "..."
     if "response" in exchange:
         return str(part(exchange, "response").get("status"))
     return "..."
@@ -112,6 +115,7 @@ def _str(value: object) -> str | None:
 def row_of(exchange: dict, updated_seq: int) -> dict:
     """The list row (docs/ui-api.md); every value typed, whatever the journal held."""
     response = part(exchange, "response")
+    relay = part(exchange, "tcp_end")  # a raw TCP relay's bytes each way and duration
     pcap_file = _str(exchange.get("pcap_file"))
     return {
         "id": str(exchange.get("id")),
@@ -128,10 +132,12 @@ def row_of(exchange: dict, updated_seq: int) -> dict:
         "path": _str(exchange.get("path")),
         "status": _int(response.get("status")),
         "outcome": outcome_of(exchange),
-        "request_bytes": _int(exchange.get("request_bytes")),
-        "response_bytes": _int(closing(exchange).get("response_bytes")),
+        "request_bytes": _int(exchange.get("request_bytes", relay.get("bytes_from_client"))),
+        "response_bytes": _int(
+            closing(exchange).get("response_bytes", relay.get("bytes_from_server"))
+        ),
         "ttfb_ms": _float(response.get("ttfb_ms")),
-        "duration_ms": _float(response.get("duration_ms")),
+        "duration_ms": _float(response.get("duration_ms", relay.get("duration_ms"))),
         "pcap_file": pcap_file,
         "capture_id": LogsDir.capture_id(pcap_file) if pcap_file else None,
     }
