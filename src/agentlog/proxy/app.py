@@ -107,7 +107,7 @@ async def serve(config: ProxyConfig, logs: LogsDir) -> None:
     fingerprint_key = hmac.digest(journal_key, b"agentlog redaction fingerprint", "sha256")
     redactor = Redactor(fingerprint_key if config.fingerprint else None)
     session = config.session or new_id()
-    writer = JournalWriter(logs, journal_key, redactor)
+    writer = JournalWriter(logs, journal_key, redactor, config.body_cap)
     writer.start()
     capture = _capture(config, logs, writer, session)
     lifecycle = Lifecycle(
