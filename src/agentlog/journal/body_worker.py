@@ -108,6 +108,9 @@ class BodyWorkers:
             if job is None:
                 break
             try:
+                if worker is not None and not worker.alive:
+                    worker.kill()  # died between jobs (killed from outside): reap it
+                    worker = None
                 if worker is None:
                     worker = _Worker.spawn(self._root, self._redactor)
                 outcome: Done | str = worker.run(job)
@@ -144,6 +147,10 @@ class _Worker:
         worker = cls(proc)
         worker._send((str(root), redactor))
         return worker
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
 
     def run(self, job: Job) -> Done:
         self._send(job)

@@ -34,8 +34,11 @@ else:  # mitmproxy depends on the backport before 3.14
 _STEP = 32 * 1024  # output asked of a decoder per call; also the input slice size
 # Inner layers of a multi-coding body may expand too (br over a gzip stream of
 # empty blocks): their output, all layers together, is held to this many times
-# the limit before decoding stops, so the work stays proportional to the cap.
+# the limit (plus a floor) before decoding stops, so the work stays
+# proportional to the cap. An honest inner stream is about as long as what it
+# decodes to, or shorter.
 _INNER_WORK_FACTOR = 8
+_INNER_WORK_FLOOR = 1 << 20
 _ZSTD_WINDOW_LOG_MAX = 23  # 8 MiB, the most an HTTP zstd body may ask for (RFC 9659)
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -173,7 +176,7 @@ def decode(data: bytes, content_encoding: str, limit: int, complete: bool = True
     for i, coding in enumerate(reversed(applied)):
         source = _layer(coding, source)
         if i < len(applied) - 1:  # an inner layer's output is the next layer's input
-            source = _metered(source, work, _INNER_WORK_FACTOR * (limit + _STEP))
+            source = _metered(source, work, _INNER_WORK_FACTOR * limit + _INNER_WORK_FLOOR)
     out = bytearray()
     try:
         for piece in source:
@@ -213,6 +216,7 @@ def _layer(coding: str, source: Iterator[bytes]) -> Iterator[bytes]:
                     if not chunk:
                         break
                     out, chunk = decoder.decompress(chunk, _STEP), b""
+                    stalls = 0  # it took input: that is progress
                 else:
                     out = decoder.decompress(b"", _STEP)
                     stalls = 0 if out else stalls + 1
