@@ -1,7 +1,8 @@
 """The ASGI application behind FakeUpstream (served by hypercorn: h1, h2, WebSocket).
 
 Endpoints: /hello, /echo, /bytes?n=N, /sse?n=N[&hold_ms=M], /ws, /status/CODE,
-/bomb?coding=br|gzip|zstd&mib=N (N MiB of zeros, compressed: a decompression bomb).
+/bomb?coding=br|gzip|deflate|zstd&mib=N[&label=NAME] (N MiB of zeros, compressed:
+a decompression bomb; `label` is sent as its Content-Encoding instead).
 ``/reset`` lives in ``reset.py`` because an ASGI app cannot abort its TCP
 connection with an RST.
 """
@@ -99,7 +100,8 @@ class UpstreamApp:
         elif path == "/bomb":
             coding, mib = query.get("coding", "br"), int(query.get("mib", "100"))
             body = await asyncio.to_thread(bomb, coding, mib)
-            extra = [(b"content-encoding", coding.encode())]
+            label = query.get("label", coding)  # another name for it: x-gzip, x-compress
+            extra = [(b"content-encoding", label.encode())]
             extra.append((b"content-length", str(len(body)).encode()))
             await _start(send, 200, "text/plain", extra)
             await send({"type": "http.response.body", "body": body})
