@@ -13,9 +13,10 @@ the writer in the order they were appended, and its bodies are stored one
 after the other, so the secrets found in a request body also scrub the
 response body. Events of other exchanges do not wait for them.
 
-Memory is bounded: bodies waiting for a worker may hold at most `budget`
-bytes (each event also counts for ENTRY_COST, for the bombs that are small
-on the wire). A write-ahead event over the budget waits for room
+Memory and backlog are bounded: the bodies waiting for a worker may hold at
+most BUDGET bytes, and each event counts for ENTRY_COST more, so that at most
+256 wait: a bomb is small on the wire but costs a worker the cap's worth of
+decoding and redacting. A write-ahead event over the budget waits for room
 (backpressure on that request); any other event over it is written without
 its body and says why (`<field>_error`).
 """
@@ -35,7 +36,7 @@ from agentlog.redact import Redactor
 
 INLINE_MAX = 16 * 1024  # redacting this much holds the GIL for about a millisecond
 BUDGET = 64 * 1024 * 1024
-ENTRY_COST = 4096
+ENTRY_COST = BUDGET // 256
 
 
 @dataclass(eq=False)
