@@ -103,6 +103,8 @@ class BodyWorkers:
 
     def _serve(self) -> None:
         worker: _Worker | None = None
+        with contextlib.suppress(OSError):  # ready before the first body (an import takes ~0.2 s)
+            worker = _Worker.spawn(self._root, self._redactor)
         while True:
             *_, job, done = self._jobs.get()
             if job is None:
