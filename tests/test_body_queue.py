@@ -99,7 +99,7 @@ def brotli_bomb() -> Body:
 def test_over_the_budget_a_body_is_refused_or_waited_for(logs):
     ready: list[Entry] = []
     woken = threading.Event()
-    queue = BodyQueue(logs.root, Redactor(), MiB, ready.extend, woken.set, 10_000, processes=1)
+    queue = BodyQueue(logs.root, Redactor(), MiB, ready.extend, woken.set, 10_000)
     queue.start()
     first = Entry({"event": "response", "id": "1"}, {"response_body": brotli_bomb()})
     second = Entry({"event": "response", "id": "2"}, {"response_body": brotli_bomb()})

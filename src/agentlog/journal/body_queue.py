@@ -35,7 +35,7 @@ from agentlog.journal.decoding import codings
 from agentlog.redact import Redactor
 
 INLINE_MAX = 16 * 1024  # redacting this much holds the GIL for about a millisecond
-BUDGET = 64 * 1024 * 1024
+BUDGET = 32 * 1024 * 1024
 ENTRY_COST = BUDGET // 256
 
 
@@ -78,7 +78,6 @@ class BodyQueue:
         ready: Callable[[list[Entry]], None],
         wake: Callable[[], None],
         budget: int = BUDGET,
-        processes: int = 2,
     ) -> None:
         """`ready` takes entries whose bodies are stored (in order, under our lock);
         `wake` tells the writer that some of them are awaited."""
@@ -88,7 +87,7 @@ class BodyQueue:
         self._ready = ready
         self._wake = wake
         self._budget = budget
-        self._workers = BodyWorkers(root, redactor, processes)
+        self._workers = BodyWorkers(root, redactor)
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._lanes: dict[object, collections.deque[Entry]] = {}  # by exchange id

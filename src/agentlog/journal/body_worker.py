@@ -3,14 +3,15 @@
 Redacting a 1 MiB body holds the GIL for tens of milliseconds; in the proxy's
 own process that stalls its event loop, so every request through the proxy
 would wait for it. Here each worker is a process of its own
-(`python -m agentlog.journal.body_worker`) at low CPU priority (nice 10,
-SCHED_BATCH), so the event loop keeps its core. A decoder that crashes or
+(`python -m agentlog.journal.body_worker NICE`) scheduled as batch work
+(SCHED_BATCH), so the event loop keeps its core. A decoder that crashes or
 hangs on hostile input costs one worker, which is started again, and never
 the proxy.
 
-The proxy side, `BodyWorkers`, keeps one thread per worker. Jobs wait in one
-priority queue: bodies someone awaits (write-ahead request events) first,
-then the cheapest, then the oldest.
+The proxy side, `BodyWorkers`, keeps one thread per worker and two workers:
+one for the bodies a write-ahead request waits for, one (niced) for all the
+others, so a flood of response bodies never delays a request. Each takes
+the cheapest job first, then the oldest.
 
 Protocol, over the worker's stdin/stdout: frames of an 8-byte big-endian
 length and a pickle. The first frame is (logs root, Redactor); then each job
@@ -39,6 +40,10 @@ from agentlog.redact import Redactor
 
 _LENGTH = struct.Struct(">Q")
 _STOP_RANK = 9  # sorts after every job
+# Bodies nobody waits for (responses, closing events) give way to the proxy's
+# event loop; a body a request waits for does not, or the agent's own builds
+# could starve it.
+BACKGROUND_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -74,16 +79,22 @@ class WorkerFailed(Exception):
 
 
 class BodyWorkers:
-    """`processes` worker processes and the threads that feed them."""
+    """Two worker processes and the threads that feed them: one for the bodies
+    someone awaits (write-ahead request events), one, niced, for the rest."""
 
-    def __init__(self, root: Path, redactor: Redactor, processes: int = 2) -> None:
+    def __init__(self, root: Path, redactor: Redactor) -> None:
         self._root = root
         self._redactor = redactor
-        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._jobs = {urgent: queue.PriorityQueue() for urgent in (True, False)}
         self._order = itertools.count()
         self._threads = [
-            threading.Thread(target=self._serve, name=f"body-worker-{i}", daemon=True)
-            for i in range(processes)
+            threading.Thread(
+                target=self._serve,
+                args=(self._jobs[urgent], nice),
+                name=f"body-worker-{'urgent' if urgent else 'background'}",
+                daemon=True,
+            )
+            for urgent, nice in ((True, 0), (False, BACKGROUND_NICE))
         ]
 
     def start(self) -> None:
@@ -91,22 +102,22 @@ class BodyWorkers:
             thread.start()
 
     def submit(self, job: Job, done: Callable[[Done | str], None], urgent: bool, cost: int) -> None:
-        """Run `job`; `done` gets its Done, or why it failed (on a worker thread)."""
-        self._jobs.put((0 if urgent else 1, cost, next(self._order), job, done))
+        """Run `job`, cheapest first; `done` gets its Done, or why it failed (on our thread)."""
+        self._jobs[urgent].put((0, cost, next(self._order), job, done))
 
     def close(self) -> None:
         """Finish the jobs queued so far, then stop the workers."""
-        for _ in self._threads:
-            self._jobs.put((_STOP_RANK, 0, next(self._order), None, None))
+        for jobs in self._jobs.values():
+            jobs.put((_STOP_RANK, 0, next(self._order), None, None))
         for thread in self._threads:
             thread.join()
 
-    def _serve(self) -> None:
+    def _serve(self, jobs: queue.PriorityQueue, nice: int) -> None:
         worker: _Worker | None = None
         with contextlib.suppress(OSError):  # ready before the first body (an import takes ~0.2 s)
-            worker = _Worker.spawn(self._root, self._redactor)
+            worker = _Worker.spawn(self._root, self._redactor, nice)
         while True:
-            *_, job, done = self._jobs.get()
+            *_, job, done = jobs.get()
             if job is None:
                 break
             try:
@@ -114,7 +125,7 @@ class BodyWorkers:
                     worker.kill()  # died between jobs (killed from outside): reap it
                     worker = None
                 if worker is None:
-                    worker = _Worker.spawn(self._root, self._redactor)
+                    worker = _Worker.spawn(self._root, self._redactor, nice)
                 outcome: Done | str = worker.run(job)
             except (OSError, WorkerFailed) as e:
                 outcome = f"body worker failed: {e}"
@@ -139,9 +150,9 @@ class _Worker:
         self._out = proc.stdout.fileno()
 
     @classmethod
-    def spawn(cls, root: Path, redactor: Redactor) -> "_Worker":
+    def spawn(cls, root: Path, redactor: Redactor, nice: int) -> "_Worker":
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agentlog.journal.body_worker"],
+            [sys.executable, "-m", "agentlog.journal.body_worker", str(nice)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
@@ -222,16 +233,17 @@ def _write_frame(stream, obj: object) -> None:
     stream.flush()
 
 
-def _background_priority() -> None:
+def _batch_priority(nice: int) -> None:
+    """Batch work: it never preempts the proxy's event loop when it wakes."""
     with contextlib.suppress(OSError):
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     with contextlib.suppress(OSError):
-        os.nice(10)
+        os.nice(nice)
 
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the proxy decides when we stop
-    _background_priority()
+    _batch_priority(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     frames_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the frames
     frames_in = sys.stdin.buffer
