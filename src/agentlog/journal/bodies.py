@@ -60,9 +60,12 @@ def store(
 def write(root: Path, clean: bytes, stored: set[str]) -> str:
     """Write redacted bytes under their SHA-256 (once); return the ref."""
     name = hashlib.sha256(clean).hexdigest()
+    ref = f"bodies/{name[:2]}/{name}"
+    if name in stored:  # a repeat (the same small reply, say): no path work at all
+        return ref
     directory = root / "bodies" / name[:2]
     path = directory / name
-    if name not in stored and not path.exists():
+    if not path.exists():
         directory.mkdir(exist_ok=True)
         tmp = directory / f".{name}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, JOURNAL_MODE)
@@ -71,4 +74,4 @@ def write(root: Path, clean: bytes, stored: set[str]) -> str:
         os.replace(tmp, path)
     if len(stored) < 100_000:
         stored.add(name)
-    return f"bodies/{name[:2]}/{name}"
+    return ref

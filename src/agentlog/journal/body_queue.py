@@ -44,7 +44,7 @@ class Entry:
     event: dict
     bodies: dict[str, Body]
     waiter: asyncio.Future | None = None  # set for write-ahead events
-    inline: bool = False  # the writer stores its bodies as it seals it
+    inline: bool = False  # small and plain: the writer stores its bodies as it seals it
     held: int = 0  # charged to the budget until its bodies are stored
 
 
@@ -101,9 +101,16 @@ class BodyQueue:
     def put(self, entry: Entry) -> bool:
         """Queue `entry`; True if it went to `ready` at once (the caller wakes the writer)."""
         key = entry.event.get("id")
+        if not entry.bodies and key not in self._lanes:
+            # Most events. Only put() adds lanes, so none can appear for `key`
+            # meanwhile (short of a concurrent put for the same exchange, whose
+            # order was never defined): no lock needed.
+            self._ready([entry])
+            return True
+        entry.inline = bool(entry.bodies) and is_cheap(entry.bodies)
         with self._lock:
             lane = self._lanes.get(key)
-            if entry.bodies and not is_cheap(entry.bodies):
+            if entry.bodies and not entry.inline:
                 self._charge(entry)
             if lane is not None:
                 lane.append(entry)
@@ -129,8 +136,8 @@ class BodyQueue:
 
     def store_inline(self, entry: Entry) -> None:
         """The writer thread stores a cheap entry's bodies, as it seals it."""
-        job = Job(_in_storing_order(entry.bodies, entry.event), self._limit)
-        apply(entry.event, run(job, self._root, self._redactor, self._stored).outcomes)
+        bodies = _in_storing_order(entry.bodies, entry.event)
+        apply(entry.event, run(bodies, self._limit, self._root, self._redactor, self._stored))
 
     def advance(self, entry: Entry) -> None:
         """`entry`'s bodies are stored: the next events of its exchange may go on."""
@@ -144,11 +151,13 @@ class BodyQueue:
         with self._lock:
             if self._drained.wait_for(lambda: not self._lanes, timeout):
                 return
-            for lane in self._lanes.values():
-                for entry in lane:
-                    if not entry.inline:
-                        apply(entry.event, dict.fromkeys(entry.bodies, "not stored: proxy stopped"))
-                self._ready([e for e in lane if not e.inline])
+            for head, *rest in self._lanes.values():
+                # An inline head is with the writer already; the rest never started.
+                given_up = rest if head.inline else [head, *rest]
+                for entry in given_up:
+                    apply(entry.event, dict.fromkeys(entry.bodies, "not stored: proxy stopped"))
+                    entry.bodies, entry.inline = {}, False
+                self._ready(given_up)
             self._lanes.clear()
 
     def close(self) -> None:
@@ -158,8 +167,7 @@ class BodyQueue:
 
     def _start(self, entry: Entry) -> bool:
         """Store the bodies of the entry at the head of its lane; True if it is ready now."""
-        if is_cheap(entry.bodies):
-            entry.inline = True
+        if entry.inline:
             self._ready([entry])
             return True
         job = Job(_in_storing_order(entry.bodies, entry.event), self._limit)
@@ -229,7 +237,7 @@ class BodyQueue:
 
 def _in_storing_order(bodies: dict[str, Body], event: dict) -> list[tuple[str, Body, bool]]:
     """Request body first (its secrets scrub the response); `complete` from the event."""
-    names = sorted(bodies, key=lambda name: name != "request_body")
+    names = sorted(bodies, key=lambda name: name != "request_body") if len(bodies) > 1 else bodies
     return [(name, bodies[name], not event.get(f"{name}_truncated", False)) for name in names]
 
 

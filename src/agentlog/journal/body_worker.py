@@ -58,17 +58,27 @@ class Done:
     secrets: set[str] = field(default_factory=set)  # the exchange's secrets, grown
 
 
-def run(job: Job, root: Path, redactor: Redactor, stored: set[str]) -> Done:
-    """Store each body of `job` (in this process: the worker's, or a test's)."""
+def run(
+    bodies: list[tuple[str, Body, bool]],
+    limit: int,
+    root: Path,
+    redactor: Redactor,
+    stored: set[str],
+) -> dict[str, Stored | str]:
+    """Store each body, in order (in this process: a worker's, or the journal writer's)."""
     outcomes: dict[str, Stored | str] = {}
-    secrets: set[str] = set()
-    for name, body, complete in job.bodies:
+    for name, body, complete in bodies:
         try:
-            outcomes[name] = store(root, body, redactor, stored, limit=job.limit, complete=complete)
+            outcomes[name] = store(root, body, redactor, stored, limit=limit, complete=complete)
         except Exception as e:  # the event is still worth writing without its body
             outcomes[name] = getattr(e, "strerror", None) or repr(e)
-        secrets = body.secrets
-    return Done(outcomes, secrets)
+    return outcomes
+
+
+def _run_job(job: Job, root: Path, redactor: Redactor, stored: set[str]) -> Done:
+    outcomes = run(job.bodies, job.limit, root, redactor, stored)
+    # The bodies of a job are one exchange's, sharing its set of secrets.
+    return Done(outcomes, job.bodies[0][1].secrets if job.bodies else set())
 
 
 # -- the proxy's side ---------------------------------------------------------
@@ -254,7 +264,7 @@ def main() -> int:
     stored: set[str] = set()
     while (job := _read_frame(frames_in)) is not None:
         assert isinstance(job, Job)
-        _write_frame(frames_out, run(job, Path(root), redactor, stored))
+        _write_frame(frames_out, _run_job(job, Path(root), redactor, stored))
     return 0
 
 

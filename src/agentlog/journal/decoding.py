@@ -155,6 +155,8 @@ _ERRORS = (zlib.error, brotli.error, zstd.ZstdError, EOFError)
 
 def codings(content_encoding: str) -> list[str]:
     """The codings in the order they were applied, identity (a no-op) left out."""
+    if not content_encoding:  # most bodies: spare the parse
+        return []
     names = (c.strip().lower() for c in content_encoding.split(","))
     return [c for c in names if c and c != "identity"]
 
