@@ -120,3 +120,19 @@ def test_over_the_budget_a_body_is_refused_or_waited_for(logs):
     queue.drain(30)
     queue.close()
     assert first.event["response_body"].startswith("bodies/")
+
+
+def test_close_gives_up_on_bodies_that_take_too_long(logs):
+    ready: list[Entry] = []
+    queue = BodyQueue(logs.root, Redactor(), 32 * MiB, ready.extend, lambda: None)
+    queue.start()
+    slow = Entry({"event": "request", "id": "A"}, {"request_body": Body(bomb("br", 300), "", "br")})
+    after = Entry({"event": "response", "id": "A"}, {"response_body": Body(b"small", "", "")})
+    assert queue.put(slow) is False and queue.put(after) is False
+    queue.drain(0.01)  # 32 MiB to decode and redact: far longer than that
+    assert ready == [slow, after]  # in order, written without their bodies
+    for entry, name in ((slow, "request_body"), (after, "response_body")):
+        assert entry.event[name] is None
+        assert entry.event[f"{name}_error"] == "not stored: proxy stopped"
+    queue.close()  # the worker finishes; its late answer changes nothing
+    assert "request_body_truncated" not in slow.event
