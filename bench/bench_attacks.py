@@ -18,8 +18,13 @@ Attacks (ATTACKS below; each is a coroutine run in a process of its own, from
 
   bombs   decompression bombs, 300 MiB of zeros each, in br (481 bytes on the
           wire), gzip (305 KB) and zstd (9.6 KB), in turn: each connection
-          POSTs one as a request body (Content-Encoding set), then GETs one
-          as a response (/bomb on the fake), and again
+          POSTs one as a request body (Content-Encoding set; to /hello, which
+          ignores it), then GETs one as a response (/bomb on the fake), and
+          again
+
+Also reported per phase: the CPU used by the proxy, its body workers, the
+upstream and the attack client (% of one CPU), and the machine's load
+average, since this machine is shared.
 
 After each attack phase the proxy is given time to catch up (its journal stops
 growing) so that the next phase starts from rest. Everything talks to
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -92,7 +98,8 @@ async def _bombs(job: dict, end: float, counts: dict[str, int]) -> None:
             n += 1
             headers = f"Content-Type: text/plain\r\nContent-Encoding: {coding}\r\n"
             for request in (
-                _request("POST", f"/echo?bomb={coding}", job, headers, bombs[coding]),
+                # /hello ignores the body: the upstream's own work stays small.
+                _request("POST", f"/hello?bomb={coding}", job, headers, bombs[coding]),
                 _request("GET", f"/bomb?coding={coding}&mib={BOMB_MIB}", job),
             ):
                 if conn.must_close:
@@ -180,6 +187,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(roles: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time used so far by each role's processes (a process gone counts 0)."""
+    used = {}
+    for role, pids in roles.items():
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(OSError, IndexError):
+                total += bp._proc_cpu(pid)
+        used[role] = total
+    return used
+
+
 def body_workers(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -247,14 +266,22 @@ class AttackBench(bp.Bench):
                 raise RuntimeError(f"attack {attack} did not start")
             time.sleep(args.ramp)  # in full swing before we measure
         proxy_pid = self.procs["agentlog"].pid
-        probe = self._child(
-            PROBE_FLAG, {**self.job, "seconds": args.seconds, "every": args.probe_every}
-        )
+        roles = {"proxy": [proxy_pid], "workers": body_workers(proxy_pid)}
+        roles["upstream"] = [self.procs["upstream"].pid]
+        roles["attack"] = [attacker.pid] if attacker is not None else []
+        cpu_before, started = cpu_seconds(roles), time.monotonic()
+        probe_job = {**self.job, "seconds": args.seconds, "every": args.probe_every}
+        probe = self._child(PROBE_FLAG, probe_job)
         peak_proxy = peak_workers = 0.0
         while probe.poll() is None:
             peak_proxy = max(peak_proxy, rss_mb(proxy_pid))
             peak_workers = max(peak_workers, sum(map(rss_mb, body_workers(proxy_pid))))
             time.sleep(0.05)
+        wall = time.monotonic() - started
+        cpu = {
+            role: round(100 * (used - cpu_before[role]) / wall)
+            for role, used in cpu_seconds(roles).items()
+        }
         out, _ = probe.communicate()
         if probe.returncode != 0:
             raise RuntimeError(f"probe failed ({probe.returncode})")
@@ -275,6 +302,8 @@ class AttackBench(bp.Bench):
             "proxy_rss_mb": round(peak_proxy, 1),
             "workers_rss_mb": round(peak_workers, 1),
             "attack_counts": counts,
+            "cpu_pct": cpu,
+            "loadavg": os.getloadavg()[0],
         }
 
     def settle(self, quiet: float = 1.0, limit: float = 60.0) -> None:
@@ -334,7 +363,8 @@ def _line(p: dict) -> str:
     return (
         f"  round {p['round']} {p['attack']:<9} p50 {p['p50_ms']:.2f} ms  p95 {p['p95_ms']:.2f} ms"
         f"  max {p['max_ms']:.1f} ms  proxy RSS {p['proxy_rss_mb']} MB"
-        f"  workers RSS {p['workers_rss_mb']} MB  {p['attack_counts'] or ''}"
+        f"  workers RSS {p['workers_rss_mb']} MB  cpu% {p['cpu_pct']}  load {p['loadavg']:.1f}"
+        f"  {p['attack_counts'] or ''}"
     )
 
 
