@@ -120,7 +120,8 @@ class BodyWorkers:
         for jobs in self._jobs.values():
             jobs.put((_STOP_RANK, 0, next(self._order), None, None))
         for thread in self._threads:
-            thread.join()
+            if thread.ident is not None:  # started
+                thread.join()
 
     def _serve(self, jobs: queue.PriorityQueue, nice: int) -> None:
         worker: _Worker | None = None
