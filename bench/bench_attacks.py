@@ -18,9 +18,9 @@ Attacks (ATTACKS below; each is a coroutine run in a process of its own, from
 
   bombs   decompression bombs, 300 MiB of zeros each, in br (481 bytes on the
           wire), gzip (305 KB) and zstd (9.6 KB), in turn: each connection
-          POSTs one as a request body (Content-Encoding set; to /hello, which
-          ignores it), then GETs one as a response (/bomb on the fake), and
-          again
+          POSTs one as a request body (Content-Encoding set; to /echo: a
+          server that does not read a body may close the connection early),
+          then GETs one as a response (/bomb on the fake), and again
 
 Also reported per phase: the CPU used by the proxy, its body workers, the
 upstream and the attack client (% of one CPU), and the machine's load
@@ -98,8 +98,7 @@ async def _bombs(job: dict, end: float, counts: dict[str, int]) -> None:
             n += 1
             headers = f"Content-Type: text/plain\r\nContent-Encoding: {coding}\r\n"
             for request in (
-                # /hello ignores the body: the upstream's own work stays small.
-                _request("POST", f"/hello?bomb={coding}", job, headers, bombs[coding]),
+                _request("POST", f"/echo?bomb={coding}", job, headers, bombs[coding]),
                 _request("GET", f"/bomb?coding={coding}&mib={BOMB_MIB}", job),
             ):
                 if conn.must_close:

@@ -24,6 +24,7 @@ its body and says why (`<field>_error`).
 import asyncio
 import collections
 import contextlib
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,7 +173,9 @@ class BodyQueue:
             return True
         job = Job(_in_storing_order(entry.bodies, entry.event), self._limit)
         urgent = entry.waiter is not None
-        self._workers.submit(job, lambda done: self._finished(entry, done), urgent, entry.held)
+        plain = not any(codings(body.content_encoding) for body in entry.bodies.values())
+        done = functools.partial(self._finished, entry)
+        self._workers.submit(job, done, urgent, plain, entry.held)
         return False
 
     def _advance(self, entry: Entry) -> bool:

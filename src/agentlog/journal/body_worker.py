@@ -8,10 +8,14 @@ would wait for it. Here each worker is a process of its own
 hangs on hostile input costs one worker, which is started again, and never
 the proxy.
 
-The proxy side, `BodyWorkers`, keeps one thread per worker and two workers:
-one for the bodies a write-ahead request waits for, one (niced) for all the
-others, so a flood of response bodies never delays a request. Each takes
-the cheapest job first, then the oldest.
+The proxy side, `BodyWorkers`, keeps two workers, each fed by a thread of
+its own: `prompt` stores the plain (not content-encoded) bodies that a
+write-ahead request waits for, as an agent's API call sends them; `rest`,
+niced so that it gives way to the proxy's event loop, stores everything else:
+responses, and compressed request bodies (the bombs), those someone awaits
+first. A flood of bombs or of responses thus never delays an agent's plain
+request, nor the event loop; and the agent's own builds cannot starve its
+requests' bodies. Each worker takes the cheapest job first, then the oldest.
 
 Protocol, over the worker's stdin/stdout: frames of an 8-byte big-endian
 length and a pickle. The first frame is (logs root, Redactor); then each job
@@ -40,10 +44,8 @@ from agentlog.redact import Redactor
 
 _LENGTH = struct.Struct(">Q")
 _STOP_RANK = 9  # sorts after every job
-# Bodies nobody waits for (responses, closing events) give way to the proxy's
-# event loop; a body a request waits for does not, or the agent's own builds
-# could starve it.
-BACKGROUND_NICE = 10
+# The niceness of each worker (see the module docstring).
+NICE = {"prompt": 0, "rest": 10}
 
 
 @dataclass(frozen=True)
@@ -89,31 +91,33 @@ class WorkerFailed(Exception):
 
 
 class BodyWorkers:
-    """Two worker processes and the threads that feed them: one for the bodies
-    someone awaits (write-ahead request events), one, niced, for the rest."""
+    """The `prompt` and `rest` worker processes and the threads that feed them."""
 
     def __init__(self, root: Path, redactor: Redactor) -> None:
         self._root = root
         self._redactor = redactor
-        self._jobs = {urgent: queue.PriorityQueue() for urgent in (True, False)}
+        self._jobs = {kind: queue.PriorityQueue() for kind in NICE}
         self._order = itertools.count()
         self._threads = [
             threading.Thread(
                 target=self._serve,
-                args=(self._jobs[urgent], nice),
-                name=f"body-worker-{'urgent' if urgent else 'background'}",
+                args=(self._jobs[kind], nice),
+                name=f"body-worker-{kind}",
                 daemon=True,
             )
-            for urgent, nice in ((True, 0), (False, BACKGROUND_NICE))
+            for kind, nice in NICE.items()
         ]
 
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, job: Job, done: Callable[[Done | str], None], urgent: bool, cost: int) -> None:
-        """Run `job`, cheapest first; `done` gets its Done, or why it failed (on our thread)."""
-        self._jobs[urgent].put((0, cost, next(self._order), job, done))
+    def submit(
+        self, job: Job, done: Callable[[Done | str], None], urgent: bool, plain: bool, cost: int
+    ) -> None:
+        """Run `job`; `done` gets its Done, or why it failed (on our thread)."""
+        kind = "prompt" if urgent and plain else "rest"
+        self._jobs[kind].put((0 if urgent else 1, cost, next(self._order), job, done))
 
     def close(self) -> None:
         """Finish the jobs queued so far, then stop the workers."""
