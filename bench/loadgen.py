@@ -131,7 +131,7 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
 
-async def _open(job: dict) -> _Conn:
+async def connect(job: dict) -> _Conn:
     """A TLS connection to the upstream, directly or through a CONNECT tunnel."""
     loop = asyncio.get_running_loop()
     ctx = ssl.create_default_context(cafile=job["cafile"])
@@ -155,7 +155,7 @@ async def _open(job: dict) -> _Conn:
 async def _load(job: dict) -> dict:
     """`conns` connections, each doing sequential GETs, for warmup + seconds."""
     request = f"GET /hello HTTP/1.1\r\nHost: {HOST}:{job['upstream_port']}\r\n\r\n".encode()
-    conns = await asyncio.gather(*(_open(job) for _ in range(job["conns"])))
+    conns = await asyncio.gather(*(connect(job) for _ in range(job["conns"])))
     start = time.perf_counter() + job["warmup"]
     end = start + job["seconds"]
     samples: list[tuple[float, float]] = []
@@ -169,7 +169,7 @@ async def _load(job: dict) -> dict:
         while time.perf_counter() < end:
             if conn.must_close:
                 conn.close()
-                conn = await _open(job)
+                conn = await connect(job)
                 reconnects += 1
             t0 = await conn.roundtrip(request)
             if not conn.status_ok:
@@ -209,7 +209,7 @@ async def _sse(job: dict) -> dict:
     for _ in range(job["runs"]):
         if time.perf_counter() >= deadline:
             break
-        conn = await _open(job)
+        conn = await connect(job)
         try:
             for bucket in (cold, warm):
                 t0 = await conn.roundtrip(request)

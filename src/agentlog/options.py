@@ -162,7 +162,7 @@ PROXY = (
     Option(
         "--body-cap",
         "AGENTLOG_BODY_CAP",
-        "keep at most this much of each body; bodies stream through whole regardless",
+        "keep at most this much of each body, as sent and as decoded; bodies stream through whole",
         parse_size,
         "1M",
         "SIZE",

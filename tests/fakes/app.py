@@ -1,7 +1,9 @@
 """The ASGI application behind FakeUpstream (served by hypercorn: h1, h2, WebSocket).
 
 Endpoints: /hello, /echo, /bytes?n=N, /sse?n=N[&hold_ms=M], /ws, /status/CODE,
-/reply (the response the request's ``x-reply`` header describes).
+/reply (the response the request's ``x-reply`` header describes),
+/bomb?coding=br|gzip|deflate|zstd&mib=N[&label=NAME] (N MiB of zeros, compressed:
+a decompression bomb; `label` is sent as its Content-Encoding instead).
 ``/reset`` lives in ``reset.py`` because an ASGI app cannot abort its TCP
 connection with an RST.
 """
@@ -10,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
+import sys
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -34,6 +39,28 @@ def byte_pattern(n: int, offset: int = 0) -> bytes:
         start = (offset + len(out)) % _PERIOD
         out += _BLOCK[start : start + min(CHUNK_SIZE, n - len(out))]
     return bytes(out)
+
+
+@functools.cache
+def bomb(coding: str, mib: int) -> bytes:
+    """`mib` MiB of zeros in `coding` (br: 300 MiB is 481 bytes on the wire)."""
+    import brotli
+
+    if sys.version_info >= (3, 14):
+        from compression import zstd
+    else:
+        from backports import zstd
+
+    compressor = {
+        "br": lambda: brotli.Compressor(quality=5),
+        "gzip": lambda: zlib.compressobj(9, zlib.DEFLATED, 31),
+        "deflate": lambda: zlib.compressobj(9),
+        "zstd": lambda: zstd.ZstdCompressor(level=3),
+    }[coding]()
+    feed = getattr(compressor, "process", None) or compressor.compress
+    end = getattr(compressor, "finish", None) or compressor.flush
+    zeros = bytes(1 << 20)
+    return b"".join(feed(zeros) for _ in range(mib)) + end()
 
 
 class UpstreamApp:
@@ -72,6 +99,14 @@ class UpstreamApp:
             await _bytes(send, int(query.get("n", "0")))
         elif path == "/sse":
             await self._sse(receive, send, int(query.get("n", "3")), query.get("hold_ms"))
+        elif path == "/bomb":
+            coding, mib = query.get("coding", "br"), int(query.get("mib", "100"))
+            body = await asyncio.to_thread(bomb, coding, mib)
+            label = query.get("label", coding)  # another name for it: x-gzip, x-compress
+            extra = [(b"content-encoding", label.encode())]
+            extra.append((b"content-length", str(len(body)).encode()))
+            await _start(send, 200, "text/plain", extra)
+            await send({"type": "http.response.body", "body": body})
         elif path.startswith("/status/"):
             await _status(send, path.removeprefix("/status/"))
         elif path == "/reply":

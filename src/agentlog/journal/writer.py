@@ -1,13 +1,15 @@
 """The journal writer: one thread that owns requests.jsonl.
 
 The proxy's event loop only builds an event and appends it; this thread
-stores bodies, assigns `seq`, seals the chain and writes. Hand-offs are
-batched both ways, because waking a thread costs more than the work: the
-loop wakes the writer at most once per loop iteration, the writer writes
-everything pending with one write(2) (group commit) and then settles all of
-that batch's waiters with one call back into the loop; events nobody waits
-for are written with the next batch or within FLUSH_EVERY. A request that must
-not go on before its event is on disk awaits `write_ahead`.
+assigns `seq`, seals the chain and writes. An event with bodies first waits
+in the BodyQueue until they are stored (body_queue.py), so that a slow body
+delays only its own exchange. Hand-offs are batched both ways, because
+waking a thread costs more than the work: the loop wakes the writer at most
+once per loop iteration, the writer writes everything pending with one
+write(2) (group commit) and then settles all of that batch's waiters with one
+call back into the loop; events nobody waits for are written with the next
+batch or within FLUSH_EVERY. A request that must not go on before its event
+is on disk awaits `write_ahead`.
 """
 
 import asyncio
@@ -19,10 +21,11 @@ import os
 import queue
 import sys
 import threading
-from dataclasses import dataclass
 
 from agentlog.journal import chain
-from agentlog.journal.bodies import Body, store
+from agentlog.journal.bodies import DEFAULT_LIMIT, Body
+from agentlog.journal.body_queue import BodyQueue
+from agentlog.journal.body_queue import Entry as _Entry
 from agentlog.logsdir import JOURNAL_MODE, LogsDir, LogsDirError
 from agentlog.redact import Redactor
 
@@ -30,13 +33,9 @@ _BATCH = 512
 # Events nobody waits for (responses, errors) ride along with the next
 # write-ahead batch, or go out after this long: one thread wake-up saved each.
 FLUSH_EVERY = 0.05
-
-
-@dataclass
-class _Entry:
-    event: dict
-    bodies: dict[str, Body]
-    waiter: asyncio.Future | None = None  # set for write-ahead events
+# At close, how long bodies still being stored may take before their events
+# are written without them.
+DRAIN_TIMEOUT = 20.0
 
 
 class JournalError(Exception):
@@ -44,15 +43,18 @@ class JournalError(Exception):
 
 
 class JournalWriter:
-    def __init__(self, logs: LogsDir, key: bytes, redactor: Redactor) -> None:
+    def __init__(
+        self, logs: LogsDir, key: bytes, redactor: Redactor, body_cap: int = DEFAULT_LIMIT
+    ) -> None:
         self._logs = logs
         self._key = key
-        self._redactor = redactor
         self._pending: collections.deque[_Entry] = collections.deque()
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # cheaper than an Event
         self._kick_scheduled = False
         self._stopping = False
-        self._stored: set[str] = set()  # body files known to exist
+        self._bodies = BodyQueue(
+            logs.root, redactor, body_cap, self._pending.extend, lambda: self._wake.put(None)
+        )
         try:
             self._fd = os.open(logs.journal, os.O_RDWR | os.O_APPEND | os.O_CREAT, JOURNAL_MODE)
         except OSError as e:
@@ -112,6 +114,7 @@ class JournalWriter:
     # -- public -----------------------------------------------------------
 
     def start(self) -> None:
+        self._bodies.start()
         self._thread.start()
 
     def append(
@@ -121,8 +124,10 @@ class JournalWriter:
         waiter: asyncio.Future | None = None,
     ) -> None:
         """Queue an event (from any thread); it is written in order, within
-        FLUSH_EVERY seconds, or at once together with the next write-ahead event."""
-        self._pending.append(_Entry(event, bodies or {}, waiter))
+        FLUSH_EVERY seconds, or at once together with the next write-ahead event;
+        an event with bodies once they are stored."""
+        if not self._bodies.put(_Entry(event, bodies or {}, waiter)):
+            return  # the body queue wakes the writer when they are
         if waiter is None or self._kick_scheduled:
             return
         try:
@@ -135,6 +140,8 @@ class JournalWriter:
 
     async def write_ahead(self, event: dict, bodies: dict[str, Body] | None = None) -> int:
         """Write `event` and return its seq once it is with the OS; JournalError if not."""
+        if bodies:
+            await self._bodies.room(bodies)  # backpressure while many bodies wait
         waiter = asyncio.get_running_loop().create_future()
         self.append(event, bodies, waiter)
         return await waiter
@@ -145,10 +152,13 @@ class JournalWriter:
 
     def close(self) -> None:
         """Write everything appended so far, then stop."""
+        if self._thread.is_alive():
+            self._bodies.drain(DRAIN_TIMEOUT)
         self._stopping = True
         self._wake.put(None)
         if self._thread.is_alive():
             self._thread.join()
+        self._bodies.close()
         os.close(self._fd)
 
     @property
@@ -176,6 +186,9 @@ class JournalWriter:
                     print(f"agentlog proxy: journal writer error: {e!r}", file=sys.stderr)
                     error = JournalError(f"journal writer error: {type(e).__name__}")
                     outcomes = [(entry, error) for entry in batch]
+                for entry in batch:
+                    if entry.inline:
+                        self._bodies.advance(entry)
                 self._settle(outcomes)
             if self._stopping:
                 return
@@ -191,21 +204,14 @@ class JournalWriter:
             with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(_resolve, waiters)
 
-    def _store_bodies(self, entry: _Entry) -> None:
-        for name, body in entry.bodies.items():
-            try:
-                entry.event[name] = store(self._logs.root, body, self._redactor, self._stored)
-            except Exception as e:  # the event is still worth writing without its body
-                entry.event[name] = None
-                entry.event[f"{name}_error"] = getattr(e, "strerror", None) or repr(e)
-
     def _write(self, batch: list[_Entry]) -> list[tuple[_Entry, int | BaseException]]:
         """Seal and write `batch`; the outcome of each entry: its seq, or why not."""
         seq, last = self._head
         lines, outcomes = [], []
         for entry in batch:
-            self._store_bodies(entry)
             try:
+                if entry.inline:  # small and plain: cheaper here than a hand-off
+                    self._bodies.store_inline(entry)
                 line = chain.seal({**entry.event, "seq": seq + 1}, self._key, last)
             except Exception as e:  # a bad event costs itself, never the writer thread
                 outcomes.append((entry, JournalError(f"cannot record event: {type(e).__name__}")))

@@ -137,7 +137,7 @@ class RecordingProxy:
         # Fingerprints use a key of their own, derived from the journal key.
         fingerprint_key = hmac.digest(journal_key, b"agentlog redaction fingerprint", "sha256")
         redactor = Redactor(fingerprint_key if config.fingerprint else None)
-        writer = JournalWriter(logs, journal_key, redactor)
+        writer = JournalWriter(logs, journal_key, redactor, config.body_cap)
         writer.start()
         sink = self._sink = EventSink(writer, self.session)
         # Before mitmproxy makes its first TLS context; a failing keys.log is journaled.
