@@ -10,13 +10,20 @@ bodies, into a temporary logs directory whose every file is then searched.
 
 from __future__ import annotations
 
+import gzip
 import json
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+try:
+    from compression import zstd  # Python 3.14
+except ImportError:
+    from backports import zstd
+import brotli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +35,13 @@ from tests.secret_samples import Secret, assert_not_stored, generic_secrets, tok
 R = Redactor()
 # Content-Encodings a body may be sent with. The lead adds gzip, br and zstd
 # here once bounded decoding of cut bodies lands (journal/bodies.py).
-ENCODINGS: dict[str, Callable[[bytes], bytes]] = {"": lambda data: data}
+ENCODINGS: dict[str, Callable[[bytes], bytes]] = {
+    "": lambda data: data,
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "br": brotli.compress,
+    "zstd": zstd.compress,
+}
 
 HEADER_NAMES = [
     "Authorization",
@@ -254,8 +267,11 @@ def store_exchange(root: Path, ex: Exchange, cap: int, encoding: str) -> None:
     stored: set[str] = set()
     encode = ENCODINGS[encoding]
     if ex.request_body:
-        body = Body(encode(ex.request_body)[:cap], ex.request_type, encoding, body_secrets)
-        request["request_body"] = store(root, body, R, stored)
+        wire = encode(ex.request_body)
+        body = Body(wire[:cap], ex.request_type, encoding, body_secrets)
+        request["request_body"] = store(
+            root, body, R, stored, limit=cap, complete=len(wire) <= cap
+        ).ref
     response = records.response_event(
         id="01TEST",
         session="01SESSION",
@@ -274,8 +290,11 @@ def store_exchange(root: Path, ex: Exchange, cap: int, encoding: str) -> None:
     )
     body_secrets.update(secrets)
     if ex.response_body:
-        body = Body(encode(ex.response_body)[:cap], ex.response_type, encoding, body_secrets)
-        response["response_body"] = store(root, body, R, stored)
+        wire = encode(ex.response_body)
+        body = Body(wire[:cap], ex.response_type, encoding, body_secrets)
+        response["response_body"] = store(
+            root, body, R, stored, limit=cap, complete=len(wire) <= cap
+        ).ref
     lines = (json.dumps(e, ensure_ascii=False) + "\n" for e in (request, response))
     (root / "requests.jsonl").write_text("".join(lines))
 
