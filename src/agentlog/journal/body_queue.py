@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentlog.journal.bodies import Body, Stored
 from agentlog.journal.body_worker import BodyWorkers, Done, Job, run
@@ -42,7 +43,7 @@ ENTRY_COST = BUDGET // 256
 
 @dataclass(eq=False)
 class Entry:
-    event: dict
+    event: dict[str, Any]  # the writer fills in its body refs
     bodies: dict[str, Body]
     waiter: asyncio.Future | None = None  # set for write-ahead events
     inline: bool = False  # small and plain: the writer stores its bodies as it seals it

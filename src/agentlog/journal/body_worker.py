@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from agentlog.journal.bodies import Body, Stored, store
 from agentlog.redact import Redactor
@@ -96,7 +97,9 @@ class BodyWorkers:
     def __init__(self, root: Path, redactor: Redactor) -> None:
         self._root = root
         self._redactor = redactor
-        self._jobs = {kind: queue.PriorityQueue() for kind in NICE}
+        self._jobs: dict[str, queue.PriorityQueue[Any]] = {
+            kind: queue.PriorityQueue() for kind in NICE
+        }
         self._order = itertools.count()
         self._threads = [
             threading.Thread(
@@ -265,7 +268,7 @@ def main() -> int:
     hello = _read_frame(frames_in)
     if hello is None:
         return 0
-    root, redactor = hello  # type: ignore[misc]
+    root, redactor = cast(tuple[str, Redactor], hello)
     stored: set[str] = set()
     while (job := _read_frame(frames_in)) is not None:
         assert isinstance(job, Job)

@@ -21,6 +21,8 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Mapping
+from typing import Any, cast
 
 from agentlog.journal import chain
 from agentlog.journal.bodies import DEFAULT_LIMIT, Body
@@ -119,14 +121,15 @@ class JournalWriter:
 
     def append(
         self,
-        event: dict,
+        event: Mapping[str, object],
         bodies: dict[str, Body] | None = None,
         waiter: asyncio.Future | None = None,
     ) -> None:
         """Queue an event (from any thread); it is written in order, within
         FLUSH_EVERY seconds, or at once together with the next write-ahead event;
         an event with bodies once they are stored."""
-        if not self._bodies.put(_Entry(event, bodies or {}, waiter)):
+        # Events are dicts the caller hands over: the writer fills in their body refs.
+        if not self._bodies.put(_Entry(cast(dict[str, Any], event), bodies or {}, waiter)):
             return  # the body queue wakes the writer when they are
         if waiter is None or self._kick_scheduled:
             return
@@ -138,7 +141,9 @@ class JournalWriter:
         self._kick_scheduled = True
         loop.call_soon(self._kick)  # one wake for everything appended this iteration
 
-    async def write_ahead(self, event: dict, bodies: dict[str, Body] | None = None) -> int:
+    async def write_ahead(
+        self, event: Mapping[str, object], bodies: dict[str, Body] | None = None
+    ) -> int:
         """Write `event` and return its seq once it is with the OS; JournalError if not."""
         if bodies:
             await self._bodies.room(bodies)  # backpressure while many bodies wait
@@ -207,7 +212,8 @@ class JournalWriter:
     def _write(self, batch: list[_Entry]) -> list[tuple[_Entry, int | BaseException]]:
         """Seal and write `batch`; the outcome of each entry: its seq, or why not."""
         seq, last = self._head
-        lines, outcomes = [], []
+        lines: list[bytes] = []
+        outcomes: list[tuple[_Entry, int | BaseException]] = []
         for entry in batch:
             try:
                 if entry.inline:  # small and plain: cheaper here than a hand-off

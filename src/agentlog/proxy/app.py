@@ -87,8 +87,9 @@ def log_tls_keys(path: Path, note: Note) -> KeyLog:
     imported, and bakes the logger into the TLS contexts it caches; so the logger
     is set here, and contexts made for another are dropped.
     """
-    if path.exists():
-        os.chmod(path, SECRET_MODE)
+    if not path.exists():
+        path.touch(mode=SECRET_MODE)  # there from the start, never readable by others
+    os.chmod(path, SECRET_MODE)
     keylog = KeyLog(path, note)
     keylog.install()
     tls.create_proxy_server_context.cache_clear()

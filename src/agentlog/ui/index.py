@@ -148,7 +148,7 @@ class _Batch:
     def __init__(self) -> None:
         self.changed: dict[str, tuple[dict, int]] = {}  # id -> (exchange, updated_seq)
         self.documents: list[str] = []  # ids whose search document is due
-        self.events: list[tuple[int, str, str, str, str]] = []
+        self.events: list[tuple[int, str, str, str, bytes]] = []  # seq, kind, ts, session, line
         self.lines = 0
         self.last_line = b""
         self.end = 0
@@ -359,11 +359,12 @@ class Indexer:
             path, headers, body = search_doc(exchange, lambda ref: read_body(root, ref))
             documents.append((exchange["seq"], path, headers, body))
         seq = batch.seq if batch.seq is not None else self.seq
+        last = _digest(batch.last_line)
         meta = {
             "offset": batch.end,
             "seq": seq,
             "head": self.head,
-            "last": _digest(batch.last_line),
+            "last": last,
             "last_len": len(batch.last_line),
         }
         with self._transaction() as db:
@@ -374,7 +375,7 @@ class Indexer:
             db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)", batch.events)
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
         self.offset, self.seq = batch.end, seq
-        self.last = (meta["last"], len(batch.last_line))
+        self.last = (last, len(batch.last_line))
         self.indexed_seq = seq
         self.exchanges.trim()
         return batch.lines

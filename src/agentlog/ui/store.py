@@ -156,7 +156,8 @@ class Store:
         ]
 
     def events(self, kinds: tuple[str, ...], before: int | None, limit: int):
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if kinds:
             clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
             params += list(kinds)
