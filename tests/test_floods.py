@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import h2.events
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import PLAIN, UPSTREAM, assert_every_request_closed_once, proxy_args
 from tests.floods import H2Tunnel, closed_by_peer, half_open, http1_get, rapid_reset
@@ -122,6 +124,14 @@ def test_idle_keep_alive_is_closed_and_busy_ones_are_not(guarded):
     # An exchange under way is never idle: 2.5 s between two SSE events, timeouts of 1 s.
     got = curl(proxy, f"https://{UPSTREAM}/sse?n=2&hold_ms=2500", "-N")
     assert got.returncode == 0 and got.stdout == b"data: 0\n\ndata: 1\n\n"
+    # Nor is a WebSocket, however quiet: mitmproxy's own inactivity timeout covers those.
+    tunnel = half_open(proxy.port, f"CONNECT {UPSTREAM}:443 HTTP/1.1\r\n\r\n".encode())
+    assert tunnel.recv(4096).startswith(b"HTTP/1.1 200")
+    tls = ssl.create_default_context(cafile=str(proxy.ca))
+    with ws_connect(f"wss://{UPSTREAM}/ws", sock=tunnel, ssl=tls, open_timeout=10) as ws:
+        time.sleep(2.5)
+        ws.send("still here")
+        assert ws.recv(timeout=10) == "still here"
     events = proxy.wait_for(lambda es: cut_off(es, "idle_timeout") >= 1)
     assert cut_off(events, "header_timeout") == 0
 
