@@ -80,11 +80,11 @@ class H2Tunnel:
         self.flush()
         self.terminated = False
 
-    def headers(self, path: str, end_stream: bool = True) -> int:
+    def headers(self, path: str, end_stream: bool = True, method: str = "GET") -> int:
         stream_id = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             stream_id,
-            [(":method", "GET"), (":scheme", "https"), (":authority", self.host), (":path", path)],
+            [(":method", method), (":scheme", "https"), (":authority", self.host), (":path", path)],
             end_stream=end_stream,
         )
         return stream_id

@@ -186,3 +186,23 @@ def test_a_stream_reset_after_it_was_forwarded_keeps_its_events(guarded, upstrea
     assert upstream.hits["/cancelled"] == 0
     proxy.wait_for(lambda es: cut_off(es, "streams_reset") == 50)
     assert not any(e.get("path") == "/cancelled" for e in events)
+
+
+def test_a_reset_that_comes_with_the_end_of_a_body_reaches_its_stream(guarded, upstream):
+    """mitmproxy forgets a stream at its END_STREAM when h2 already reports it closed, so a
+    RST_STREAM in the same read was dropped and the request completed upstream as if sent."""
+    proxy = guarded()
+    tunnel = H2Tunnel(proxy.port, proxy.ca, UPSTREAM)
+    stream_id = tunnel.headers("/echo?half", end_stream=False, method="POST")
+    tunnel.conn.send_data(stream_id, b"first half, ")
+    tunnel.flush()
+    proxy.wait_for(lambda es: any(e.get("path") == "/echo?half" for e in es))  # it streams
+    time.sleep(0.2)
+    tunnel.conn.send_data(stream_id, b"never mind", end_stream=True)
+    tunnel.reset(stream_id)
+    tunnel.flush()  # the body's end and the reset, in one write
+    assert tunnel.get("/hello") == (200, b"hello")
+    tunnel.close()
+    proxy.wait_for(lambda es: sum(e["event"] in ("error", "response") for e in es) == 2)
+    request, outcome = proxy.exchange("/echo?half")
+    assert outcome["event"] == "error" and "reset" in outcome["error"]

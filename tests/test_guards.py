@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
 from hypothesis import given
 from hypothesis import strategies as st
 from mitmproxy.test import tflow
@@ -13,7 +17,7 @@ from mitmproxy.test import tflow
 from agentlog.config import Limits
 from agentlog.journal.sink import EventSink
 from agentlog.proxy.addons.connection_guard import ConnectionGuard
-from agentlog.proxy.addons.stream_guard import Window
+from agentlog.proxy.addons.stream_guard import DoomedStreamFilter, Window
 from agentlog.proxy.addons.tally import Tally
 
 
@@ -111,3 +115,49 @@ def test_connection_guard_caps_each_address_and_cuts_what_stalls():
         ("10.0.0.9", "header_timeout"): 1,
         ("10.0.0.2", "idle_timeout"): 1,
     }
+
+
+def h2_client_and_filter(allowed: int) -> tuple[h2.connection.H2Connection, DoomedStreamFilter]:
+    client_side = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client_side.initiate_connection()
+    doomed: list[int] = []
+    server_side = DoomedStreamFilter(
+        h2.config.H2Configuration(client_side=False, header_encoding=False),
+        doomed.append,
+        lambda: allowed,
+    )
+    server_side.initiate_connection()
+    server_side.receive_data(client_side.data_to_send())
+    client_side.receive_data(server_side.data_to_send())
+    server_side.doomed_counts = doomed  # type: ignore[attr-defined]
+    return client_side, server_side
+
+
+def request(client_side: h2.connection.H2Connection, end_stream: bool = True) -> int:
+    stream_id = client_side.get_next_available_stream_id()
+    headers = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/")]
+    client_side.send_headers(stream_id, headers, end_stream=end_stream)
+    return stream_id
+
+
+def test_streams_opened_and_reset_in_one_read_never_reach_mitmproxy():
+    client_side, server_side = h2_client_and_filter(allowed=10_000)
+    kept = request(client_side)
+    for _ in range(300):
+        client_side.reset_stream(request(client_side), h2.errors.ErrorCodes.CANCEL)
+    posted = request(client_side, end_stream=False)
+    client_side.send_data(posted, b"x" * 5000)
+    client_side.reset_stream(posted, h2.errors.ErrorCodes.CANCEL)  # with data: reset at once too
+    events = server_side.receive_data(client_side.data_to_send())
+    assert {getattr(e, "stream_id", 0) for e in events} <= {0, kept}
+    assert any(isinstance(e, h2.events.RequestReceived) for e in events)
+    assert server_side.doomed_counts == [301]  # type: ignore[attr-defined]
+
+
+def test_a_read_past_the_allowed_resets_is_not_parsed_further():
+    client_side, server_side = h2_client_and_filter(allowed=50)
+    for _ in range(2000):
+        client_side.reset_stream(request(client_side), h2.errors.ErrorCodes.CANCEL)
+    server_side.receive_data(client_side.data_to_send())
+    (doomed,) = server_side.doomed_counts  # type: ignore[attr-defined]
+    assert 50 < doomed < 100  # stopped within a chunk of the limit, not at 2,000

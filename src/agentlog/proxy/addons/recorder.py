@@ -22,7 +22,6 @@ from agentlog.journal.sink import EventSink
 from agentlog.journal.writer import JournalError
 from agentlog.proxy.addons import legs
 from agentlog.proxy.addons.policy_gate import DECISION
-from agentlog.proxy.addons.stream_guard import UNRECORDED
 from agentlog.proxy.addons.tee import BodyTee
 from agentlog.redact import Redactor
 
@@ -83,8 +82,6 @@ class Recorder:
 
     def requestheaders(self, flow: http.HTTPFlow) -> Coroutine | None:
         """Sync, except for a streamed request: mitmproxy awaits what a hook returns."""
-        if UNRECORDED in flow.metadata:
-            return None  # abandoned by its client before it was recorded: StreamGuard counts it
         state = FlowState(id=new_id(flow.request.timestamp_start))
         flow.metadata[STATE] = state
         decision = flow.metadata.get(DECISION)

@@ -38,14 +38,16 @@ class Tally:
         self._counts: dict[tuple[str, str], _Count] = {}
         self._flush: asyncio.TimerHandle | None = None
 
-    def add(self, client: connection.Client, action: str, limit: float | None) -> None:
-        """Count one cut-off (a connection, or a stream) of `client`'s; on the event loop."""
+    def add(
+        self, client: connection.Client, action: str, limit: float | None, count: int = 1
+    ) -> None:
+        """Count `count` cut-offs (connections, or streams) of `client`'s; on the event loop."""
         key = (client_address(client), action)
-        count = self._counts.get(key)
-        if count is None:
-            count = self._counts[key] = _Count(time.time(), limit)
-        count.count += 1
-        count.connections.add(client.id)
+        counted = self._counts.get(key)
+        if counted is None:
+            counted = self._counts[key] = _Count(time.time(), limit)
+        counted.count += count
+        counted.connections.add(client.id)
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(self.every, self.flush)
 
