@@ -76,8 +76,9 @@ class DoomedStreamFilter(BufferedH2Connection):
         received: list[h2.events.Event] = []
         resets = 0
         for start in range(0, len(data), PARSE_CHUNK):  # h2 parses ~40 µs a stream
-            received += super().receive_data(data[start : start + PARSE_CHUNK])
-            resets = sum(isinstance(e, h2.events.StreamReset) for e in received)
+            parsed = super().receive_data(data[start : start + PARSE_CHUNK])
+            received += parsed
+            resets += sum(isinstance(e, h2.events.StreamReset) for e in parsed)
             if resets > self.allowed():
                 break
         if not resets:
