@@ -49,6 +49,11 @@ def test_event_lines_escape_agent_controlled_text():
     assert "None" in event_line({"id": "no kind"})  # a line without "event" still prints
 
 
+def test_a_connection_event_line_says_what_was_cut_off_and_how_many():
+    cut = {"event": "connection", "action": "header_timeout", "client": "10.0.0.2", "count": 300}
+    assert event_line({**cut, "limit": 10}).endswith("header_timeout 10.0.0.2: 300 (limit 10)")
+
+
 def test_har_inlines_stored_bodies(tmp_path):
     ref = store(tmp_path, b"\xff\x00\x01")
     (entry,) = har(tmp_path, [exchange(ref)])["log"]["entries"]

@@ -92,6 +92,18 @@ def built() -> dict[str, tuple[dict, type]]:
             records.journal_event(**common, action="start", listening="l", recovered_torn_bytes=0),
             records.JournalEvent,
         ),
+        "connection": (
+            records.connection_event(
+                **common,
+                action="header_timeout",
+                client="127.0.0.1",
+                count=3,
+                connections=3,
+                limit=10.0,
+                since=0.5,
+            ),
+            records.ConnectionEvent,
+        ),
     }
 
 
@@ -112,6 +124,7 @@ def test_field_order_is_the_journal_contract():
                              "close_reason"],
         "capture": BASE + ["action", "reason", "file", "captured"],
         "journal": BASE + ["action", "listening", "recovered_torn_bytes"],
+        "connection": BASE + ["action", "client", "count", "connections", "limit", "since"],
     }  # fmt: skip
     assert list(records.streamed_request_body(5, False)) == [
         "request_bytes",

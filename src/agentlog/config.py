@@ -62,6 +62,24 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def parse_count(text: str) -> int:
+    """`100` -> 100: a positive whole number."""
+    spec = text.strip()
+    if not spec.isdigit() or int(spec) < 1:
+        raise ConfigError(f"bad number {text!r}: expected a whole number of at least 1")
+    return int(spec)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may hold of the proxy (slowloris, HTTP/2 rapid reset)."""
+
+    header_timeout: float  # seconds to complete request headers, from connect or CONNECT
+    idle_timeout: float  # seconds a connection may sit with no exchange under way
+    max_client_connections: int  # open at once from one client address
+    max_resets: int  # streams a client may reset on one connection within a second
+
+
 @dataclass(frozen=True)
 class CaptureSettings:
     interface: str
@@ -82,3 +100,4 @@ class ProxyConfig:
     journal_key: Path | None
     session: str | None
     capture: CaptureSettings | None
+    limits: Limits

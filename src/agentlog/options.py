@@ -15,7 +15,9 @@ from typing import Any
 
 from agentlog.config import (
     CaptureSettings,
+    Limits,
     ProxyConfig,
+    parse_count,
     parse_duration,
     parse_hostport,
     parse_route,
@@ -202,6 +204,39 @@ PROXY = (
         "1h",
         "DURATION",
     ),
+    Option(
+        "--header-timeout",
+        "AGENTLOG_HEADER_TIMEOUT",
+        "close a client connection that has not sent complete request headers this long after "
+        "it opened (or after its CONNECT)",
+        parse_duration,
+        "10s",
+        "DURATION",
+    ),
+    Option(
+        "--idle-timeout",
+        "AGENTLOG_IDLE_TIMEOUT",
+        "close a client connection that has had no exchange under way for this long",
+        parse_duration,
+        "60s",
+        "DURATION",
+    ),
+    Option(
+        "--max-client-connections",
+        "AGENTLOG_MAX_CLIENT_CONNECTIONS",
+        "refuse a client address more connections than this at once",
+        parse_count,
+        "256",
+        "N",
+    ),
+    Option(
+        "--max-resets",
+        "AGENTLOG_MAX_RESETS",
+        "close an HTTP/2 connection whose client resets more than N streams in a second",
+        parse_count,
+        "100",
+        "N",
+    ),
 )
 
 UI = (
@@ -237,4 +272,10 @@ def proxy_config(args: argparse.Namespace) -> ProxyConfig:
         capture=CaptureSettings(args.capture, args.capture_size, args.capture_every)
         if args.capture
         else None,
+        limits=Limits(
+            header_timeout=args.header_timeout,
+            idle_timeout=args.idle_timeout,
+            max_client_connections=args.max_client_connections,
+            max_resets=args.max_resets,
+        ),
     )

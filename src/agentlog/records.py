@@ -166,6 +166,18 @@ class JournalEvent(EventBase):
     lost_lines: NotRequired[int]
 
 
+class ConnectionEvent(EventBase):
+    """What the proxy cut off or refused from one client address, counted over about a
+    second (so a flood writes one line a second, not one per connection or stream)."""
+
+    action: str  # refused, header_timeout, idle_timeout, streams_reset, reset_flood
+    client: str  # the client's address, without a port: what the limits count by
+    count: int  # connections (streams, for streams_reset) since the previous event
+    connections: int  # distinct connections among them
+    limit: float | None  # the limit that applied: seconds, connections or resets a second
+    since: str  # RFC 3339: when the first one counted happened
+
+
 Event = (
     RequestEvent
     | ResponseEvent
@@ -177,6 +189,7 @@ Event = (
     | TcpEndEvent
     | CaptureEvent
     | JournalEvent
+    | ConnectionEvent
 )
 
 # Events that close an exchange (a request's, or a TCP relay's).
@@ -466,3 +479,27 @@ def journal_event(
 ) -> JournalEvent:
     """The proxy's own life: start, stop, recovery of a torn tail."""
     return cast(JournalEvent, {**_base("journal", id, session, ts), "action": action, **fields})
+
+
+def connection_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    action: str,
+    client: str,
+    count: int,
+    connections: int,
+    limit: float | None,
+    since: float,
+) -> ConnectionEvent:
+    """Connections (or streams) from `client` cut off or refused since `since`."""
+    return {
+        **_base("connection", id, session, ts),
+        "action": action,
+        "client": client,
+        "count": count,
+        "connections": connections,
+        "limit": limit,
+        "since": rfc3339(since),
+    }

@@ -94,6 +94,11 @@ def event_line(event: dict) -> str:
             f"{head} {event.get('ended')} {event.get('bytes_from_client')} B out,"
             f" {event.get('bytes_from_server')} B in"
         )
+    elif kind == "connection":
+        line = (
+            f"{head} {event.get('action')} {event.get('client')}: {event.get('count')}"
+            f" (limit {event.get('limit')})"
+        )
     else:
         detail = event.get("error") or event.get("reason") or event.get("action") or ""
         line = f"{head} {detail}"

@@ -25,11 +25,14 @@ from agentlog.errors import StartupError
 from agentlog.journal.sink import EventSink
 from agentlog.logsdir import SECRET_MODE, LogsDir
 from agentlog.proxy.addons import Pipeline
+from agentlog.proxy.addons.connection_guard import ConnectionGuard
 from agentlog.proxy.addons.dial_by_name import DialByName
 from agentlog.proxy.addons.lifecycle import Lifecycle
 from agentlog.proxy.addons.policy_gate import PolicyGate
 from agentlog.proxy.addons.recorder import Recorder
 from agentlog.proxy.addons.router import Router
+from agentlog.proxy.addons.stream_guard import StreamGuard
+from agentlog.proxy.addons.tally import Tally
 from agentlog.proxy.addons.tcp_recorder import TcpRecorder
 from agentlog.proxy.dialer import Dialer
 from agentlog.proxy.keylog import KeyLog, Note
@@ -113,14 +116,18 @@ def build_master(
     proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
     proxy.addons.add(*mitmproxy_addons())
     dialer = Dialer(config.policy, config.routes)  # checks and dials the same address
+    tally = Tally(sink)  # what the guards cut off, counted
     proxy.addons.add(
         Pipeline(
+            ConnectionGuard(config.limits, tally),
+            StreamGuard(config.limits.max_resets, tally),
             DialByName(),
             PolicyGate(config.policy, dialer),
             Router(dialer),
             Recorder(sink, redactor, config.body_cap, pcap_file=pcap_file),
             TcpRecorder(sink, redactor, pcap_file=pcap_file),
             lifecycle,
+            tally,
         )
     )
     modes = [_mode("regular", config.listen)]

@@ -1,7 +1,7 @@
 """agentlog's mitmproxy addons, one concern each, run in this order:
 
-DialByName -> PolicyGate -> Router -> Recorder -> TcpRecorder, with Lifecycle announcing
-and closing.
+ConnectionGuard -> StreamGuard -> DialByName -> PolicyGate -> Router -> Recorder ->
+TcpRecorder, with Lifecycle announcing and closing, and the guards' Tally last.
 """
 
 
