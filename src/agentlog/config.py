@@ -82,3 +82,5 @@ class ProxyConfig:
     journal_key: Path | None
     session: str | None
     capture: CaptureSettings | None
+    head_file: Path | None = None  # kept updated with the journal head (outside the logs)
+    accept_cut_journal: bool = False  # start even on a journal that lost whole lines

@@ -148,9 +148,17 @@ class CaptureEvent(EventBase):
 
 
 class JournalEvent(EventBase):
-    action: str  # start, stop
+    action: str  # start, stop, recovered
     listening: NotRequired[str]
     recovered_torn_bytes: NotRequired[int]
+    # recovered: what was found wrong, what was moved aside, which seqs are skipped
+    reason: NotRequired[str]
+    moved_to: NotRequired[str | None]
+    moved_bytes: NotRequired[int]
+    moved_sha256: NotRequired[str | None]
+    torn_seq: NotRequired[int | None]
+    skipped_from: NotRequired[int | None]
+    skipped_to: NotRequired[int | None]
 
 
 Event = (
@@ -445,5 +453,5 @@ def capture_event(
 def journal_event(
     *, id: str, session: str, ts: float, action: str, **fields: object
 ) -> JournalEvent:
-    """The proxy's own life: start, stop, recovery of a torn tail."""
+    """The proxy's own life: start, stop, recovery of a torn tail or a cut journal."""
     return cast(JournalEvent, {**_base("journal", id, session, ts), "action": action, **fields})
