@@ -56,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
     ]
     failed = next((v for v in verdicts if not v.ok), None)
     if failed is not None:
-        print(
-            f"{journal}:{failed.bad_line}: {failed.reason} ({failed.lines} lines before it verify)"
-        )
+        # A head not held can fail at a line the chain itself passed.
+        if failed.lines >= (failed.bad_line or 0):
+            chained = f"the chain of all {failed.lines} lines holds"
+        else:
+            chained = f"{failed.lines} lines before it verify"
+        print(f"{journal}:{failed.bad_line}: {failed.reason} ({chained})")
     else:
         print(f"ok: {verdicts[0].lines} lines, chain intact")
     for r in (failed or verdicts[0]).recoveries:

@@ -103,7 +103,7 @@ def verify(lines: Iterable[bytes], key: bytes, head: tuple[int, str] | None = No
             reason = "torn last line (a write cut short)"
             if head is not None and head[0] > prev_seq:
                 reason += f"; the head is seq {head[0]}: {seq_range(prev_seq + 1, head[0])}"
-                reason += " not whole"
+                reason += " torn or missing"
             return bad(number, reason, torn=True)
         match = _MAC_SUFFIX.search(line)
         if match is None:
@@ -164,11 +164,11 @@ def _check_head(
         if matches:
             return replace(verdict, head_line=line)
         before = [r.line for r in verdict.recoveries if r.line <= line]
-        after = f" (after the recovery at line {before[-1]})" if before else ""
+        after = f", after the recovery at line {before[-1]}" if before else ""
         return bad(
             line,
-            f"seq {seq} is not the head you hold (its HMAC differs){after}: the journal was"
-            " rewritten or replaced at or before this line",
+            f"seq {seq} is not the head you hold, its HMAC differs: the journal was"
+            f" rewritten or replaced at or before this line{after}",
         )
     for r in verdict.recoveries:
         first, last = r.event.get("skipped_from"), r.event.get("skipped_to")
