@@ -98,7 +98,13 @@ def test_torn_last_line_is_reported_then_recovered_on_restart(tmp_path):
     assert verify(logs).returncode == 0
     assert b'"id":"half' in logs.torn.read_bytes()
     assert oct(logs.torn.stat().st_mode & 0o777) == "0o640"
-    assert json.loads(logs.journal.read_bytes().splitlines()[-1])["seq"] == 6
+    events = [json.loads(line) for line in logs.journal.read_bytes().splitlines()]
+    # The torn line had seq 5 (it never got as far as saying so): never used again.
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 6, 7, 8]
+    recovered = events[4]
+    assert (recovered["event"], recovered["action"]) == ("journal", "recovered")
+    assert (recovered["skipped_from"], recovered["skipped_to"]) == (5, 5)
+    assert recovered["moved_bytes"] == len(b'{"v":1,"event":"request","id":"half')
 
 
 def _tamper(logs: LogsDir, change) -> subprocess.CompletedProcess:

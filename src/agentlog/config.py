@@ -101,3 +101,5 @@ class ProxyConfig:
     session: str | None
     capture: CaptureSettings | None
     limits: Limits
+    head_file: Path | None = None  # kept updated with the journal head (outside the logs)
+    accept_cut_journal: bool = False  # start even on a journal that lost whole lines

@@ -24,6 +24,7 @@ from agentlog.config import (
     parse_size,
 )
 from agentlog.errors import ConfigError
+from agentlog.journal.headfile import parse_head
 from agentlog.policy import Policy, Rule
 
 _TRUE = ("1", "true", "yes", "on")
@@ -114,6 +115,23 @@ JOURNAL_KEY = Option(
     metavar="FILE",
 )
 
+HEAD_FILE = Option(
+    "--head-file",
+    "AGENTLOG_HEAD_FILE",
+    "the journal head (SEQ:HMAC), kept updated by the proxy and checked by verify;"
+    " keep it outside the logs directory",
+    _path,
+    metavar="FILE",
+)
+
+HEAD = Option(
+    "--head",
+    "AGENTLOG_HEAD",
+    "a journal head the proxy printed (SEQ:HMAC): the journal must hold that line",
+    parse_head,
+    metavar="SEQ:HMAC",
+)
+
 PROXY = (
     Option(
         "--listen",
@@ -176,6 +194,14 @@ PROXY = (
         switch=True,
     ),
     JOURNAL_KEY,
+    HEAD_FILE,
+    Option(
+        "--accept-cut-journal",
+        "AGENTLOG_ACCEPT_CUT_JOURNAL",
+        "start even if the journal lost whole lines (empty, or short of the head file);"
+        " the loss is recorded",
+        switch=True,
+    ),
     Option(
         "--session",
         "AGENTLOG_SESSION",
@@ -278,4 +304,6 @@ def proxy_config(args: argparse.Namespace) -> ProxyConfig:
             max_client_connections=args.max_client_connections,
             max_resets=args.max_resets,
         ),
+        head_file=args.head_file,
+        accept_cut_journal=args.accept_cut_journal,
     )

@@ -156,7 +156,7 @@ class CaptureEvent(EventBase):
 
 
 class JournalEvent(EventBase):
-    action: str  # start, stop, keylog_failed, keylog_recovered
+    action: str  # start, stop, recovered, keylog_failed, keylog_recovered
     listening: NotRequired[str]
     recovered_torn_bytes: NotRequired[int]
     # keys.log could not be written (keylog_failed), and then could (keylog_recovered):
@@ -164,6 +164,14 @@ class JournalEvent(EventBase):
     error: NotRequired[str]
     failed_since: NotRequired[str]
     lost_lines: NotRequired[int]
+    # recovered: what was found wrong, what was moved aside, which seqs are skipped
+    reason: NotRequired[str]
+    moved_to: NotRequired[str | None]
+    moved_bytes: NotRequired[int]
+    moved_sha256: NotRequired[str | None]
+    torn_seq: NotRequired[int | None]
+    skipped_from: NotRequired[int | None]
+    skipped_to: NotRequired[int | None]
 
 
 class ConnectionEvent(EventBase):
@@ -477,7 +485,7 @@ def capture_event(
 def journal_event(
     *, id: str, session: str, ts: float, action: str, **fields: object
 ) -> JournalEvent:
-    """The proxy's own life: start, stop, recovery of a torn tail."""
+    """The proxy's own life: start, stop, recovery of a torn tail or a cut journal."""
     return cast(JournalEvent, {**_base("journal", id, session, ts), "action": action, **fields})
 
 

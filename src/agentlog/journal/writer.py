@@ -16,15 +16,20 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import queue
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
-from agentlog.journal import chain
+from agentlog import records
+from agentlog.ids import new_id
+from agentlog.journal import chain, recovery
 from agentlog.journal.bodies import DEFAULT_LIMIT, Body
 from agentlog.journal.body_queue import BodyQueue
 from agentlog.journal.body_queue import Entry as _Entry
@@ -66,29 +71,137 @@ class JournalWriter:
         except BlockingIOError:
             os.close(self._fd)
             raise LogsDirError(f"another agentlog proxy is writing {logs.journal}") from None
-        self.torn_bytes = self._recover_torn_tail()
+        self._size = os.fstat(self._fd).st_size  # ours alone: we hold the flock
+        self._whole_end = self._last_newline_before(self._size) + 1  # past the last whole line
         # (seq, line) of the last line written, replaced as one tuple: a reader on
         # another thread never pairs one line's seq with another's HMAC.
         self._head: tuple[int, bytes] = self._read_head()
-        self._size = os.fstat(self._fd).st_size  # ours alone: we hold the flock
+        self.torn_bytes = self._size - self._whole_end  # an incomplete last line, until `recover`
+        self.recovery: Mapping[str, Any] | None = None  # the `recovered` event `recover` wrote
+        self._recovered = False
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
 
     # -- startup ----------------------------------------------------------
 
-    def _recover_torn_tail(self) -> int:
-        """Move an incomplete last line (a crash mid-write) aside so the chain goes on."""
-        size = os.fstat(self._fd).st_size
-        if size == 0:
-            return 0
-        tail_start = self._last_newline_before(size) + 1
-        if tail_start == size:
-            return 0
-        torn = os.pread(self._fd, size - tail_start, tail_start)
+    def recover(
+        self,
+        session: str,
+        *,
+        existed: bool = False,
+        known_head: tuple[int, str] | None = None,
+        accept_cut: bool = False,
+    ) -> Mapping[str, Any] | None:
+        """Before `start`: make the journal whole and record anything found wrong.
+
+        A torn last line is moved to requests.jsonl.torn. `existed`: a journal was
+        kept here before; `known_head`: the head the user kept (a head file). A
+        journal that lost whole lines raises JournalCutError, unless `accept_cut`.
+        Returns the sealed `journal` `recovered` event, if one was written.
+        """
+        if self._recovered:
+            return self.recovery
+        last_seq = self._head[0]
+        torn = os.pread(self._fd, min(self.torn_bytes, 4096), self._whole_end)
+        found = recovery.Found(
+            last_seq=last_seq,
+            torn=self.torn_bytes > 0,
+            torn_seq=recovery.torn_seq(torn, last_seq),
+            existed=existed,
+            known_head=known_head,
+            holds_known_head=known_head is None or self._holds(known_head),
+        )
+        plan = recovery.plan(found)
+        if plan.cut and not accept_cut:
+            raise recovery.JournalCutError(f"{self._logs.journal}: " + "; ".join(plan.problems))
+        moved = {"moved_to": None, "moved_bytes": 0, "moved_sha256": None}
+        if found.torn:
+            moved = self._move_torn_tail()
+        if plan.problems:
+            event = records.journal_event(
+                id=new_id(),
+                session=session,
+                ts=time.time(),
+                action="recovered",
+                reason="; ".join(plan.problems),
+                **moved,
+                torn_seq=found.torn_seq,
+                skipped_from=plan.skipped and plan.skipped[0],
+                skipped_to=plan.skipped and plan.skipped[1],
+            )
+            self._write_recovery(event, plan.next_seq, moved)
+            self.recovery = event
+        self._recovered = True
+        return self.recovery
+
+    def _move_torn_tail(self) -> dict:
+        """Append the torn last line to requests.jsonl.torn, then cut it from the journal."""
+        digest = hashlib.sha256()
         fd = os.open(self._logs.torn, os.O_WRONLY | os.O_APPEND | os.O_CREAT, JOURNAL_MODE)
         with os.fdopen(fd, "ab") as f:
-            f.write(torn + b"\n")
-        os.ftruncate(self._fd, tail_start)
-        return len(torn)
+            for pos in range(self._whole_end, self._size, 1 << 20):
+                chunk = os.pread(self._fd, min(1 << 20, self._size - pos), pos)
+                digest.update(chunk)
+                f.write(chunk)
+            f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are safe before they leave the journal
+        os.ftruncate(self._fd, self._whole_end)
+        moved = {
+            "moved_to": self._logs.torn.name,
+            "moved_bytes": self._size - self._whole_end,
+            "moved_sha256": digest.hexdigest(),
+        }
+        self._size = self._whole_end
+        return moved
+
+    def _write_recovery(
+        self, event: Mapping[str, Any], next_seq: int | None, moved: dict[str, Any]
+    ) -> None:
+        """Write the `recovered` event now, as the line after the last whole one."""
+        seq = next_seq if next_seq is not None else self._head[0] + 1
+        line = chain.seal({**event, "seq": seq}, self._key, self._head[1])
+        try:
+            written = 0
+            while written < len(line):
+                written += os.write(self._fd, line[written:])
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            # Put the torn bytes back: the next start finds what this one did.
+            if moved["moved_bytes"]:
+                with contextlib.suppress(OSError), open(self._logs.torn, "rb") as f:
+                    f.seek(-moved["moved_bytes"] - 1, os.SEEK_END)
+                    os.write(self._fd, f.read(moved["moved_bytes"]))
+            raise LogsDirError(f"cannot record the journal's recovery: {e.strerror}") from e
+        self._head = (seq, line)
+        self._size += len(line)
+        self._whole_end = self._size
+
+    def _holds(self, head: tuple[int, str]) -> bool:
+        """Whether the whole lines include `head`: that seq, and a line with that HMAC."""
+        seq, mac = head
+        if seq == 0:
+            return hmac.compare_digest(mac, chain.digest(self._key, b""))
+        for line in self._lines_backwards(self._whole_end):
+            line_seq = _seq_of(line)
+            if line_seq is None or line_seq < seq:
+                return False
+            if line_seq == seq:
+                return hmac.compare_digest(mac, chain.digest(self._key, line))
+        return False
+
+    def _lines_backwards(self, end: int) -> Iterator[bytes]:
+        """The whole lines before offset `end` (a line start), last first."""
+        buf, pos = b"", end
+        while pos > 0 or buf:
+            cut = buf.rfind(b"\n", 0, len(buf) - 1) + 1
+            if cut or pos == 0:
+                yield buf[cut:]
+                buf = buf[:cut]
+                continue
+            start = max(0, pos - 65536)
+            buf = os.pread(self._fd, pos - start, start) + buf
+            pos = start
 
     def _last_newline_before(self, end: int) -> int:
         pos = end
@@ -102,20 +215,20 @@ class JournalWriter:
         return -1
 
     def _read_head(self) -> tuple[int, bytes]:
-        size = os.fstat(self._fd).st_size
-        if size == 0:
+        """(seq, line) of the last whole line; (0, b"") if there is none."""
+        line = next(self._lines_backwards(self._whole_end), b"")
+        if not line:
             return 0, b""
-        start = self._last_newline_before(size - 1) + 1
-        line = os.pread(self._fd, size - start, start)
-        try:
-            seq = int(json.loads(line)["seq"])
-        except (ValueError, TypeError, KeyError) as e:
-            raise LogsDirError(f"{self._logs.journal}: last line is not a journal event") from e
+        seq = _seq_of(line)
+        if seq is None:
+            raise LogsDirError(f"{self._logs.journal}: last line is not a journal event")
         return seq, line
 
     # -- public -----------------------------------------------------------
 
     def start(self) -> None:
+        """Start writing; a torn last line not yet `recover`ed is recovered first."""
+        self.recover(new_id())
         self._bodies.start()
         self._thread.start()
 
@@ -240,6 +353,13 @@ class JournalWriter:
         self._head = (seq, last)
         self._size += len(data)
         return outcomes
+
+
+def _seq_of(line: bytes) -> int | None:
+    try:
+        return int(json.loads(line)["seq"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _resolve(waiters: list[tuple[asyncio.Future, int | BaseException]]) -> None:

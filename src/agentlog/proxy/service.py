@@ -11,13 +11,16 @@ them in the reverse order. It installs no signal handlers, never exits the
 process and speaks only through `announce` (by default "agentlog proxy: ..."
 lines on stderr: the ready line, the CA, the chain head at start, every
 `head_every` seconds and at exit, so a copy of it lives outside the logs
-directory). mitmproxy keeps global state: one per process.
+directory; any recovery of the journal, loudly). With a head file it keeps
+that file updated with the head too. mitmproxy keeps global state: one per
+process.
 """
 
 import asyncio
 import hmac
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -28,6 +31,9 @@ from agentlog.capture.supervisor import CaptureError, CaptureSupervisor
 from agentlog.config import ProxyConfig
 from agentlog.errors import StartupError
 from agentlog.ids import new_id
+from agentlog.journal import recovery
+from agentlog.journal.headfile import HeadFile
+from agentlog.journal.recovery import JournalCutError
 from agentlog.journal.sink import EventSink
 from agentlog.journal.writer import JournalWriter
 from agentlog.logsdir import LogsDir, read_or_create_key
@@ -38,6 +44,7 @@ from agentlog.redact import Redactor
 __all__ = ["Listener", "RecordingProxy", "StartupError", "announce_on_stderr"]
 
 HEAD_EVERY = 60.0
+HEAD_FILE_EVERY = 1.0
 # At stop, open exchanges are cut and get this long to be recorded as errors.
 CLOSE_GRACE = 5.0
 
@@ -72,6 +79,8 @@ class RecordingProxy:
         self._master: master.Master | None = None
         self._sink: EventSink | None = None
         self._ticker: asyncio.Task | None = None
+        self._head_file_task: asyncio.Task | None = None
+        self._head_file_error: str | None = None
         self._ready: asyncio.Future[list[Listener]] | None = None
         self._task: asyncio.Task | None = None
 
@@ -133,13 +142,24 @@ class RecordingProxy:
         config, logs = self.config, self.logs
         logs.prepare()
         ca.ensure_ca(logs)
-        journal_key = read_or_create_key(config.journal_key or logs.journal_key)
+        head_file = HeadFile(config.head_file, logs.root) if config.head_file else None
+        key_path = config.journal_key or logs.journal_key
+        key_existed = key_path.exists()
+        journal_key = read_or_create_key(key_path)
         # Fingerprints use a key of their own, derived from the journal key.
         fingerprint_key = hmac.digest(journal_key, b"agentlog redaction fingerprint", "sha256")
         redactor = Redactor(fingerprint_key if config.fingerprint else None)
         writer = JournalWriter(logs, journal_key, redactor, config.body_cap)
+        try:
+            self._recover(writer, head_file, existed=key_existed and config.journal_key is None)
+        except BaseException:
+            writer.close()
+            self._forget_unused_key(writer, key_path, key_existed)
+            raise
         writer.start()
         sink = self._sink = EventSink(writer, self.session)
+        if head_file is not None:
+            self._head_file_task = asyncio.create_task(self._keep_head_file(head_file))
         # Before mitmproxy makes its first TLS context; a failing keys.log is journaled.
         keylog = app.log_tls_keys(
             logs.keylog,
@@ -161,15 +181,50 @@ class RecordingProxy:
             if not self._stopping:
                 await self._run_mitmproxy(sink, redactor, capture)
         finally:
-            await self._shut_down(sink, capture)
+            await self._shut_down(sink, capture, head_file)
+            self._forget_unused_key(writer, key_path, key_existed)
             keylog.close()
 
-    async def _shut_down(self, sink: EventSink, capture: CaptureSupervisor | None) -> None:
+    def _recover(self, writer: JournalWriter, head_file: HeadFile | None, existed: bool) -> None:
+        """Make the journal whole before anything is written, and say loudly what was wrong.
+        A journal that lost whole lines is refused unless the config accepts it."""
+        try:
+            event = writer.recover(
+                self.session,
+                existed=existed,
+                known_head=head_file.read() if head_file else None,
+                accept_cut=self.config.accept_cut_journal,
+            )
+        except JournalCutError as e:
+            raise StartupError(
+                f"{e}; see `agentlog verify`, or start with --accept-cut-journal to go on"
+                " (the loss is recorded)"
+            ) from e
+        if event is not None:
+            self._announce(f"WARNING: {recovery.describe(event)}")
+        if head_file is not None:
+            try:
+                head_file.write(writer.head)
+            except OSError as e:
+                raise StartupError(f"cannot write head file {head_file.path}: {e.strerror}") from e
+
+    @staticmethod
+    def _forget_unused_key(writer: JournalWriter, key_path: Path, key_existed: bool) -> None:
+        """A key made by a start that wrote nothing goes again: a journal key in the logs
+        directory means lines were written, so an empty journal beside it is a loss."""
+        if not key_existed and writer.head[0] == 0:
+            key_path.unlink(missing_ok=True)
+
+    async def _shut_down(
+        self, sink: EventSink, capture: CaptureSupervisor | None, head_file: HeadFile | None
+    ) -> None:
         """After mitmproxy: capture, then the journal's own `stop` (its last line), then the
-        writer, so the head printed is final."""
+        writer, so the head printed (and kept in the head file) is final."""
         served = self._ticker is not None
         if self._ticker is not None:
             self._ticker.cancel()
+        if self._head_file_task is not None:
+            self._head_file_task.cancel()
         try:
             if capture is not None:
                 await capture.stop()
@@ -178,6 +233,11 @@ class RecordingProxy:
                 sink.emit(records.journal_event, action="stop")
             sink.writer.close()
             self.head = sink.writer.head
+            if head_file is not None:
+                try:
+                    head_file.write(self.head)
+                except OSError as e:
+                    self._head_file_failed(head_file, e)
             if served:
                 seq, mac = self.head
                 self._announce(f"stopped; journal head seq={seq} hmac={mac}")
@@ -245,3 +305,25 @@ class RecordingProxy:
         while True:
             await asyncio.sleep(self._head_every)
             self._announce_head()
+
+    async def _keep_head_file(self, head_file: HeadFile) -> None:
+        """The head file follows the head, at most every HEAD_FILE_EVERY seconds. A write
+        still in its thread when this is cancelled finishes; HeadFile never lets it put
+        back an older head than the final one written at stop."""
+        assert self._sink is not None
+        written = None
+        while True:
+            await asyncio.sleep(HEAD_FILE_EVERY)
+            head = self._sink.writer.head
+            if head != written:
+                try:
+                    await asyncio.to_thread(head_file.write, head)
+                except OSError as e:
+                    self._head_file_failed(head_file, e)
+                else:
+                    written, self._head_file_error = head, None
+
+    def _head_file_failed(self, head_file: HeadFile, e: OSError) -> None:
+        if self._head_file_error != e.strerror:  # once per kind of failure, not every second
+            self._head_file_error = e.strerror
+            self._announce(f"WARNING: cannot write head file {head_file.path}: {e.strerror}")
