@@ -475,7 +475,8 @@ def connection_event(
     since: float,
 ) -> ConnectionEvent:
     """Connections (or streams) from `client` cut off or refused since `since`."""
-    return _base("connection", id, session, ts) | {
+    return {
+        **_base("connection", id, session, ts),
         "action": action,
         "client": client,
         "count": count,
