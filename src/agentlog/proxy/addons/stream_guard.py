@@ -21,7 +21,7 @@ its TCPLayer) for one whose server side:
 """
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Buffer, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,8 @@ class DoomedStreamFilter(BufferedH2Connection):
         self.doomed = doomed
         self.allowed = allowed
 
-    def receive_data(self, data: bytes) -> list[h2.events.Event]:  # type: ignore[override]
+    def receive_data(self, data: Buffer) -> list[h2.events.Event]:
+        data = bytes(data)
         received: list[h2.events.Event] = []
         resets = 0
         for start in range(0, len(data), PARSE_CHUNK):  # h2 parses ~40 µs a stream
@@ -138,7 +139,7 @@ class GuardedHttp2Server(Http2Server):
             h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
         )
 
-    def handle_h2_event(self, event: h2.events.Event) -> Generator[Any, Any, bool]:
+    def handle_h2_event(self, event: h2.events.Event) -> layer.CommandGenerator[bool]:
         if isinstance(event, h2.events.StreamEnded):
             known = event.stream_id in self.streams
             stop = yield from super().handle_h2_event(event)
@@ -179,7 +180,8 @@ class StreamGuard:
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         """Put a GuardedHttpLayer where mitmproxy chose its HttpLayer (alone or atop TLS)."""
-        parent, chosen = None, nextlayer.layer
+        parent: Any = None  # a tunnel layer: its child is the next one
+        chosen = nextlayer.layer
         while chosen is not None and type(chosen) is not HttpLayer:
             parent, chosen = chosen, getattr(chosen, "child_layer", None)
         if chosen is None:
@@ -189,7 +191,7 @@ class StreamGuard:
         if parent is None:
             nextlayer.layer = guarded
         else:
-            parent.child_layer = guarded  # type: ignore[attr-defined]  # a layer with a child
+            parent.child_layer = guarded
 
     def streams_reset(self, client: connection.Client, count: int) -> None:
         self.tally.add(client, STREAMS_RESET, None, count)
