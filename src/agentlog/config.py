@@ -82,3 +82,4 @@ class ProxyConfig:
     journal_key: Path | None
     session: str | None
     capture: CaptureSettings | None
+    dns: tuple[str, int] | None = None  # the DNS listener (UDP and TCP)

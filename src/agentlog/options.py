@@ -129,6 +129,13 @@ PROXY = (
         metavar="HOST:PORT",
     ),
     Option(
+        "--dns",
+        "AGENTLOG_DNS",
+        "also answer DNS here (UDP and TCP): names judged by the policy, routed ones answered here",
+        _hostport("--dns"),
+        metavar="HOST:PORT",
+    ),
+    Option(
         "--allow",
         "AGENTLOG_ALLOW",
         "once given, only matching hosts are reachable",
@@ -226,4 +233,5 @@ def proxy_config(args: argparse.Namespace) -> ProxyConfig:
         capture=CaptureSettings(args.capture, args.capture_size, args.capture_every)
         if args.capture
         else None,
+        dns=args.dns,
     )

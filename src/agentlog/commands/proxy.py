@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     _check_free(config.listen, "--listen")
     if config.transparent:
         _check_free(config.transparent, "--transparent")
+    if config.dns:
+        _check_free(config.dns, "--dns")
     if config.upstream_ca is not None and not config.upstream_ca.is_file():
         raise ConfigError(f"--upstream-ca {config.upstream_ca} is not a readable file")
     asyncio.run(_serve(config, LogsDir(config.logs)))
