@@ -26,7 +26,8 @@ def readme_rows() -> dict[str, tuple[str | None, str, str | None]]:
 
 
 def test_readme_option_table_is_the_option_table():
-    declared = {o.flag: (o.metavar, o.env, o.default) for o in (options.LOGS, *options.PROXY)}
+    every = (options.LOGS, *options.PROXY, *options.UP, *options.RUN)
+    declared = {o.flag: (o.metavar, o.env, o.default) for o in every}
     assert readme_rows() == declared
 
 

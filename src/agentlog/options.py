@@ -212,6 +212,44 @@ PROXY = (
 )
 
 
+UI = Option(
+    "--ui",
+    "AGENTLOG_UI",
+    "also serve the web UI here (`agentlog ui`, supervised with the proxy)",
+    _hostport("--ui"),
+    metavar="HOST:PORT",
+)
+
+# agentlog up: the proxy's options and these.
+UP = (
+    UI,
+    Option(
+        "--firewall-table",
+        "AGENTLOG_FIREWALL_TABLE",
+        "write what this table of agentlog's firewall drops as bypass events",
+        metavar="TABLE",
+    ),
+)
+
+# agentlog run: these, and the proxy's options but where it listens and captures.
+RUN = (
+    Option(
+        "--user",
+        "AGENTLOG_USER",
+        "run the command as this unprivileged user (default: the user sudo was run by)",
+        metavar="USER",
+    ),
+    Option(
+        "--as-root",
+        "AGENTLOG_AS_ROOT",
+        "run the command as root: it can then leave the sandbox and reach the logs",
+        switch=True,
+    ),
+    UI,
+)
+RUN_SETS = ("--listen", "--transparent", "--dns", "--capture")  # run chooses these itself
+
+
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     for option in options:
         option.add_to(parser)
