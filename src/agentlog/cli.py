@@ -5,7 +5,21 @@ import sys
 from typing import NoReturn
 
 from agentlog import __version__, options
-from agentlog.commands import ca, export, ls, pcap, proxy, reindex, show, tail, ui, verify
+from agentlog.commands import (
+    ca,
+    clean,
+    export,
+    ls,
+    pcap,
+    proxy,
+    reindex,
+    run,
+    show,
+    tail,
+    ui,
+    up,
+    verify,
+)
 from agentlog.errors import UserError
 from agentlog.formats.text import printable
 
@@ -22,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="agentlog", description="Record what an AI coding agent sends.")
     parser.add_argument("--version", action="version", version=f"agentlog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (proxy, ls, show, tail, verify, export, pcap, ca, ui, reindex):
+    for command in (proxy, up, run, clean, ls, show, tail, verify, export, pcap, ca, ui, reindex):
         command.add_parser(sub, common)
     return parser
 

@@ -103,3 +103,4 @@ class ProxyConfig:
     limits: Limits
     head_file: Path | None = None  # kept updated with the journal head (outside the logs)
     accept_cut_journal: bool = False  # start even on a journal that lost whole lines
+    dns: tuple[str, int] | None = None  # the DNS listener (UDP and TCP)

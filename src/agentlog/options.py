@@ -149,6 +149,13 @@ PROXY = (
         metavar="HOST:PORT",
     ),
     Option(
+        "--dns",
+        "AGENTLOG_DNS",
+        "also answer DNS here (UDP and TCP): names judged by the policy, routed ones answered here",
+        _hostport("--dns"),
+        metavar="HOST:PORT",
+    ),
+    Option(
         "--allow",
         "AGENTLOG_ALLOW",
         "once given, only matching hosts are reachable",
@@ -277,6 +284,44 @@ UI = (
 )
 
 
+WITH_UI = Option(
+    "--ui",
+    "AGENTLOG_UI",
+    "also serve the web UI here (`agentlog ui`, supervised with the proxy)",
+    _hostport("--ui"),
+    metavar="HOST:PORT",
+)
+
+# agentlog up: the proxy's options and these.
+UP = (
+    WITH_UI,
+    Option(
+        "--firewall-table",
+        "AGENTLOG_FIREWALL_TABLE",
+        "write what this table of agentlog's firewall drops as bypass events",
+        metavar="TABLE",
+    ),
+)
+
+# agentlog run: these, and the proxy's options but where it listens and captures.
+RUN = (
+    Option(
+        "--user",
+        "AGENTLOG_USER",
+        "run the command as this unprivileged user (default: the user sudo was run by)",
+        metavar="USER",
+    ),
+    Option(
+        "--as-root",
+        "AGENTLOG_AS_ROOT",
+        "run the command as root: it can then leave the sandbox and reach the logs",
+        switch=True,
+    ),
+    WITH_UI,
+)
+RUN_SETS = ("--listen", "--transparent", "--dns", "--capture")  # run chooses these itself
+
+
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     for option in options:
         option.add_to(parser)
@@ -306,4 +351,5 @@ def proxy_config(args: argparse.Namespace) -> ProxyConfig:
         ),
         head_file=args.head_file,
         accept_cut_journal=args.accept_cut_journal,
+        dns=args.dns,
     )

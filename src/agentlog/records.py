@@ -186,6 +186,33 @@ class ConnectionEvent(EventBase):
     since: str  # RFC 3339: when the first one counted happened
 
 
+class DnsEvent(EventBase):
+    """One DNS query the agent sent and what it was answered."""
+
+    domain: str | None  # the name asked, canonical ASCII (as given if it has no such form)
+    domain_unicode: NotRequired[str]
+    type: str | None  # "A", "AAAA", "HTTPS", "TYPE(99)"; None: not one question
+    client: str
+    transport: str  # "udp" or "tcp"
+    decision: str  # "allowed" or "blocked"
+    rule: str | None
+    reason: str | None  # why it was blocked
+    answered_by: str  # route, policy, resolver, upstream, agentlog (a malformed query)
+    rcode: str | None  # NOERROR, NXDOMAIN, SERVFAIL, ...; None: never answered
+    answers: list[str]  # "A 10.231.0.1", "CNAME example.net", ...
+    error: str | None  # no answer, or the resolver's error
+
+
+class BypassEvent(EventBase):
+    """Packets the sandbox's firewall dropped for one flow since it was last reported."""
+
+    protocol: str | None  # udp, icmp, ipv6-icmp, tcp, ...; None: dropped while the sets were full
+    destination: str | None
+    port: int | None  # None for protocols without ports
+    packets: int
+    bytes: int
+
+
 Event = (
     RequestEvent
     | ResponseEvent
@@ -198,6 +225,8 @@ Event = (
     | CaptureEvent
     | JournalEvent
     | ConnectionEvent
+    | DnsEvent
+    | BypassEvent
 )
 
 # Events that close an exchange (a request's, or a TCP relay's).
@@ -510,4 +539,62 @@ def connection_event(
         "connections": connections,
         "limit": limit,
         "since": rfc3339(since),
+    }
+
+
+def dns_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    domain: str | None,
+    domain_unicode: str | None = None,
+    type: str | None,
+    client: str,
+    transport: str,
+    decision: str,
+    rule: str | None,
+    reason: str | None,
+    answered_by: str,
+    rcode: str | None,
+    answers: list[str],
+    error: str | None,
+) -> DnsEvent:
+    """A DNS query and its answer (or why it has none), written as it is answered."""
+    return {
+        **_base("dns", id, session, ts),
+        "domain": domain,
+        **_unicode(domain_unicode),
+        "type": type,
+        "client": client,
+        "transport": transport,
+        "decision": decision,
+        "rule": rule,
+        "reason": reason,
+        "answered_by": answered_by,
+        "rcode": rcode,
+        "answers": answers,
+        "error": error,
+    }
+
+
+def bypass_event(
+    *,
+    id: str,
+    session: str,
+    ts: float,
+    protocol: str | None,
+    destination: str | None,
+    port: int | None,
+    packets: int,
+    bytes: int,
+) -> BypassEvent:
+    """A flow the firewall dropped: the agent tried to go around agentlog."""
+    return {
+        **_base("bypass", id, session, ts),
+        "protocol": protocol,
+        "destination": destination,
+        "port": port,
+        "packets": packets,
+        "bytes": bytes,
     }

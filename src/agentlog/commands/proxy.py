@@ -31,13 +31,20 @@ def _check_free(addr: tuple[str, int], what: str) -> None:
             raise ConfigError(f"cannot listen on {addr[0]}:{addr[1]} ({what}): {e.strerror}") from e
 
 
-def run(args: argparse.Namespace) -> int:
-    config = options.proxy_config(args)
+def preflight(config: ProxyConfig) -> None:
+    """What can be checked before starting: ports free, files there (ConfigError if not)."""
     _check_free(config.listen, "--listen")
     if config.transparent:
         _check_free(config.transparent, "--transparent")
+    if config.dns:
+        _check_free(config.dns, "--dns")
     if config.upstream_ca is not None and not config.upstream_ca.is_file():
         raise ConfigError(f"--upstream-ca {config.upstream_ca} is not a readable file")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = options.proxy_config(args)
+    preflight(config)
     asyncio.run(_serve(config, LogsDir(config.logs)))
     return 0
 

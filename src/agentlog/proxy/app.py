@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-from mitmproxy import master, options
+from mitmproxy import exceptions, master, options
 from mitmproxy.addons import (
     block,
     core,
@@ -27,6 +27,7 @@ from agentlog.logsdir import SECRET_MODE, LogsDir
 from agentlog.proxy.addons import Pipeline
 from agentlog.proxy.addons.connection_guard import ConnectionGuard
 from agentlog.proxy.addons.dial_by_name import DialByName
+from agentlog.proxy.addons.dns import DnsGate, DnsRecorder, use_lenient_dns_layer
 from agentlog.proxy.addons.lifecycle import Lifecycle
 from agentlog.proxy.addons.policy_gate import PolicyGate
 from agentlog.proxy.addons.recorder import Recorder
@@ -114,8 +115,11 @@ def build_master(
     """
     opts = options.Options()
     proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
-    proxy.addons.add(*mitmproxy_addons())
     dialer = Dialer(config.policy, config.routes)  # checks and dials the same address
+    if config.dns:  # before mitmproxy's resolver: a refused or routed name is never looked up
+        use_lenient_dns_layer()
+        proxy.addons.add(DnsGate(config.policy, dialer.routes))
+    proxy.addons.add(*mitmproxy_addons())
     tally = Tally(sink)  # what the guards cut off, counted
     proxy.addons.add(
         Pipeline(
@@ -126,6 +130,7 @@ def build_master(
             Router(dialer),
             Recorder(sink, redactor, config.body_cap, pcap_file=pcap_file),
             TcpRecorder(sink, redactor, pcap_file=pcap_file),
+            DnsRecorder(sink),
             lifecycle,
             tally,
         )
@@ -133,11 +138,16 @@ def build_master(
     modes = [_mode("regular", config.listen)]
     if config.transparent:
         modes.append(_mode("transparent", config.transparent))
-    opts.update(
-        mode=modes,
-        confdir=str(logs.mitmproxy_confdir),
-        connection_strategy="lazy",
-        termlog_verbosity="warn",
-        ssl_verify_upstream_trusted_ca=str(upstream_trust(logs, config.upstream_ca)),
-    )
+    if config.dns:
+        modes.append(_mode("dns", config.dns))
+    try:
+        opts.update(
+            mode=modes,
+            confdir=str(logs.mitmproxy_confdir),
+            connection_strategy="lazy",
+            termlog_verbosity="warn",
+            ssl_verify_upstream_trusted_ca=str(upstream_trust(logs, config.upstream_ca)),
+        )
+    except exceptions.OptionsError as e:  # two listeners on one address, say
+        raise StartupError(str(e)) from None
     return proxy

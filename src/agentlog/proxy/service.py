@@ -19,10 +19,10 @@ process.
 import asyncio
 import hmac
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from mitmproxy import master
 
@@ -110,6 +110,12 @@ class RecordingProxy:
         """The listeners, once every one is up; StartupError if the proxy cannot start."""
         assert self._ready is not None, "use `async with RecordingProxy(...)`"
         return await asyncio.shield(self._ready)
+
+    def record(self, make: Callable[..., Mapping[str, object]], **fields: Any) -> None:
+        """Write an event of another service (a `bypass`, say) into this journal,
+        stamped and chained like the proxy's own: once ready, until `wait` returns."""
+        assert self._sink is not None and self.head is None, "the journal is not open"
+        self._sink.emit(make, **fields)
 
     def stop(self) -> None:
         """Ask the proxy to stop (at any time, any number of times); `wait` for it."""

@@ -16,7 +16,7 @@ from mitmproxy import ctx
 class Listener:
     """An address the proxy listens on; port 0 in the config is the real port here."""
 
-    mode: str  # "regular" or "transparent"
+    mode: str  # "regular", "transparent" or "dns"
     host: str
     port: int
 
@@ -41,10 +41,13 @@ class Lifecycle:
                     f"cannot listen for {s.mode.type_name} mode ({s.mode.full_spec}): {reason}"
                 )
                 return
+        # dict.fromkeys: a DNS listener is a TCP and a UDP socket on one address.
         self.listening(
-            [
-                Listener(s.mode.type_name, addr[0], addr[1])
-                for s in servers
-                for addr in s.listen_addrs
-            ]
+            list(
+                dict.fromkeys(
+                    Listener(s.mode.type_name, addr[0], addr[1])
+                    for s in servers
+                    for addr in s.listen_addrs
+                )
+            )
         )
