@@ -8,13 +8,13 @@ events within 5 s.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import signal
 import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from agentlog.cli import build_parser
@@ -71,16 +71,31 @@ def test_a_companion_that_dies_stops_everything_and_says_so(tmp_path, upstream, 
     stopped_cleanly(logs)
 
 
-def test_ui_needs_the_ui_command(tmp_path):
-    if importlib.util.find_spec("agentlog.commands.ui") is not None:
-        pytest.skip("agentlog ui exists: --ui starts it")
-    result = subprocess.run(
-        [sys.executable, "-m", "agentlog", "up", "--logs", str(tmp_path), "--ui", "127.0.0.1:0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2 and "agentlog ui" in result.stderr
+def test_ui_is_served_beside_the_proxy(tmp_path, upstream, upstream_ca):
+    """`up --ui` runs `agentlog ui` as a supervised child: it answers with the token only."""
+    logs = tmp_path / "logs"
+    port = free_port()
+    args = proxy_args(upstream, upstream_ca[1])
+    up = start_up(logs, "--listen", "127.0.0.1:0", "--ui", f"127.0.0.1:{port}", *args)
+    try:
+        url = f"http://127.0.0.1:{port}/api/exchanges"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                token = (logs / "ui-token").read_text().strip()
+                with httpx.Client(timeout=5) as client:
+                    answer = client.get(url, headers={"Authorization": f"Bearer {token}"})
+                    refused = client.get(url)
+                break
+            except (OSError, httpx.HTTPError):
+                assert time.monotonic() < deadline, "the UI never answered"
+                time.sleep(0.2)
+        assert answer.status_code == 200 and "items" in answer.json()
+        assert refused.status_code == 401
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(30) == 0
+    stopped_cleanly(logs)
 
 
 def test_the_ui_child_is_supervised(tmp_path, upstream, upstream_ca):
