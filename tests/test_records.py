@@ -2,7 +2,7 @@
 
 from typing import get_type_hints
 
-from agentlog import records
+from agentlog import events, records
 from agentlog.redact import Redactor
 
 BASE = ["v", "event", "id", "seq", "session", "timestamp"]
@@ -31,7 +31,7 @@ def built() -> dict[str, tuple[dict, type]]:
         redactor=r,
     )
     return {
-        "request": (request, records.RequestEvent),
+        "request": (request, events.RequestEvent),
         "response": (
             records.response_event(
                 **common,
@@ -47,7 +47,7 @@ def built() -> dict[str, tuple[dict, type]]:
                 redactor=r,
                 known=set(),
             ),
-            records.ResponseEvent,
+            events.ResponseEvent,
         ),
         "error": (
             records.error_event(
@@ -59,17 +59,17 @@ def built() -> dict[str, tuple[dict, type]]:
                 redactor=r,
                 known=set(),
             ),
-            records.ErrorEvent,
+            events.ErrorEvent,
         ),
         "blocked": (
             records.blocked_event(**common, domain="d", port=1, rule=None, reason="no"),
-            records.BlockedEvent,
+            events.BlockedEvent,
         ),
         "tls_failed": (
             records.tls_failed_event(
                 **common, client="c", domain=None, port=None, error="e", redactor=r
             ),
-            records.TlsFailedEvent,
+            events.TlsFailedEvent,
         ),
         "websocket": (
             records.websocket_event(
@@ -82,15 +82,15 @@ def built() -> dict[str, tuple[dict, type]]:
                 close_reason="",
                 redactor=r,
             ),
-            records.WebsocketEvent,
+            events.WebsocketEvent,
         ),
         "capture": (
             records.capture_event(**common, action="stop", reason="x", file=None, captured=1),
-            records.CaptureEvent,
+            events.CaptureEvent,
         ),
         "journal": (
             records.journal_event(**common, action="start", listening="l", recovered_torn_bytes=0),
-            records.JournalEvent,
+            events.JournalEvent,
         ),
         "connection": (
             records.connection_event(
@@ -102,7 +102,7 @@ def built() -> dict[str, tuple[dict, type]]:
                 limit=10.0,
                 since=0.5,
             ),
-            records.ConnectionEvent,
+            events.ConnectionEvent,
         ),
     }
 
@@ -140,5 +140,5 @@ def test_each_event_is_what_its_typeddict_declares():
         assert shape.__required_keys__ <= keys, kind
         assert keys <= shape.__required_keys__ | shape.__optional_keys__, kind
         assert set(get_type_hints(shape)) >= keys
-    for shape in (records.ResponseEvent, records.ErrorEvent):  # a streamed request's closing
-        assert set(records.StreamedRequestBody.__annotations__) <= shape.__optional_keys__
+    for shape in (events.ResponseEvent, events.ErrorEvent):  # a streamed request's closing
+        assert set(events.StreamedRequestBody.__annotations__) <= shape.__optional_keys__

@@ -5,6 +5,7 @@ The chain alone cannot show lines cut off the end; a head kept elsewhere
 """
 
 import argparse
+import os
 
 from agentlog import options
 from agentlog.errors import UserError
@@ -12,6 +13,7 @@ from agentlog.journal import chain, recovery
 from agentlog.journal.headfile import Head, HeadFile, format_head
 from agentlog.journal.reader import lines
 from agentlog.logsdir import LogsDir
+from agentlog.readfile import open_regular, read_regular
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -39,11 +41,13 @@ def run(args: argparse.Namespace) -> int:
     logs = LogsDir(args.logs)
     key_path = args.journal_key or logs.journal_key
     try:
-        key = bytes.fromhex(key_path.read_text().strip())
+        key = bytes.fromhex(read_regular(key_path, 4096).decode().strip())
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read journal key {key_path}: {e}") from e
     heads = _heads(args)
     journal = logs.journal
+    if os.path.lexists(journal):  # a FIFO, a device or a symlink is refused, never read
+        os.close(open_regular(journal))
     if not journal.exists() or journal.stat().st_size == 0:
         # A key in the logs directory is there only once a line was written.
         state = "missing" if not journal.exists() else "empty"

@@ -1,4 +1,4 @@
-"""What a well-formed journal event is: records' TypedDicts, read as a schema.
+"""What a well-formed journal event is: the TypedDicts of agentlog.events, read as a schema.
 
 The journal is data the read side cannot trust blindly (anyone who can write
 the logs directory can append to it; `agentlog verify` tells), so every event
@@ -14,21 +14,21 @@ import math
 import types
 from typing import Literal, Union, get_args, get_origin, get_type_hints
 
-from agentlog import records
+from agentlog import events
 from agentlog.logsdir import LogsDir
 
 # A kind missing here is checked as EventBase only.
 _KINDS: dict[str, type] = {
-    "request": records.RequestEvent,
-    "response": records.ResponseEvent,
-    "error": records.ErrorEvent,
-    "blocked": records.BlockedEvent,
-    "tls_failed": records.TlsFailedEvent,
-    "websocket": records.WebsocketEvent,
-    "tcp": records.TcpEvent,
-    "tcp_end": records.TcpEndEvent,
-    "capture": records.CaptureEvent,
-    "journal": records.JournalEvent,
+    "request": events.RequestEvent,
+    "response": events.ResponseEvent,
+    "error": events.ErrorEvent,
+    "blocked": events.BlockedEvent,
+    "tls_failed": events.TlsFailedEvent,
+    "websocket": events.WebsocketEvent,
+    "tcp": events.TcpEvent,
+    "tcp_end": events.TcpEndEvent,
+    "capture": events.CaptureEvent,
+    "journal": events.JournalEvent,
 }
 # As journal.reader merges them (it imports this module, hence spelt again here).
 _OPENING = ("request", "tcp", "tls_failed")
@@ -38,7 +38,7 @@ _INT64 = 1 << 63
 MAX_DEPTH = 64  # far deeper than any event; deep enough nesting breaks json.dumps
 
 
-_BASE = get_type_hints(records.EventBase)
+_BASE = get_type_hints(events.EventBase)
 _SCHEMAS = {name: get_type_hints(kind) for name, kind in _KINDS.items()}
 
 

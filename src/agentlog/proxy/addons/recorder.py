@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from mitmproxy import connection, http, tls, websocket
 
-from agentlog import records
+from agentlog import events, records
 from agentlog.ids import new_id
 from agentlog.journal.bodies import Body
 from agentlog.journal.sink import EventSink
@@ -246,7 +246,7 @@ class Recorder:
         self,
         flow: http.HTTPFlow,
         state: FlowState,
-        event: records.ResponseEvent | records.ErrorEvent,
+        event: events.ResponseEvent | events.ErrorEvent,
         bodies: dict[str, Body],
     ) -> None:
         tee = state.request_tee

@@ -20,6 +20,7 @@ from mitmproxy.proxy import events, layer
 from mitmproxy.proxy.layers import TCPLayer
 
 from agentlog import records
+from agentlog.events import TcpEndEvent, TcpEvent
 from agentlog.ids import new_id
 from agentlog.journal.sink import EventSink
 from agentlog.journal.writer import JournalError
@@ -176,9 +177,7 @@ class TcpRecorder:
             reason=decision.reason,
         )
 
-    def _opening(
-        self, flow, id: str, ts: float, host: str, port: int, decision: str
-    ) -> records.TcpEvent:
+    def _opening(self, flow, id: str, ts: float, host: str, port: int, decision: str) -> TcpEvent:
         client = legs.address(flow.client_conn.peername)
         return self.sink.build(
             records.tcp_event,
@@ -196,9 +195,7 @@ class TcpRecorder:
             else None,
         )
 
-    def _closing(
-        self, flow, relay: Relay, ended: str, error: str | None, legs
-    ) -> records.TcpEndEvent:
+    def _closing(self, flow, relay: Relay, ended: str, error: str | None, legs) -> TcpEndEvent:
         msgs_c, msgs_s, bytes_c, bytes_s = relay.counts
         return self.sink.build(
             records.tcp_end_event,
