@@ -5,7 +5,20 @@ import sys
 from typing import NoReturn
 
 from agentlog import __version__, options
-from agentlog.commands import ca, clean, export, ls, pcap, proxy, run, show, tail, up, verify
+from agentlog.commands import (
+    audit,
+    ca,
+    clean,
+    export,
+    ls,
+    pcap,
+    proxy,
+    run,
+    show,
+    tail,
+    up,
+    verify,
+)
 from agentlog.errors import UserError
 
 
@@ -21,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="agentlog", description="Record what an AI coding agent sends.")
     parser.add_argument("--version", action="version", version=f"agentlog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (proxy, up, run, clean, ls, show, tail, verify, export, pcap, ca):
+    for command in (proxy, up, run, clean, ls, show, tail, verify, audit, export, pcap, ca):
         command.add_parser(sub, common)
     return parser
 

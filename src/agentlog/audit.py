@@ -1,0 +1,68 @@
+"""Every flow the agent started, matched to the journal event that accounts for it (pure).
+
+The captures see the agent's packets as it sent them, before the firewall.
+What the firewall lets through, agentlog recorded by the agent's address:
+- a TCP connection (redirected or to the proxy) by a `request`, `tcp`,
+  `tls_failed` or (DNS over TCP) `dns` event naming its source as `client`;
+- a UDP flow to port 53 (any address, as redirected) or to the proxy by a
+  `dns` event naming its source.
+What the firewall dropped, by a `bypass` event for its protocol, destination
+and port. Whatever nothing accounts for is what `agentlog audit` reports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from agentlog.capture.flows import Flow
+
+CLIENT_EVENTS = ("request", "tcp", "tls_failed", "dns")
+_LISTENER = re.compile(r"\[?([0-9A-Fa-f:.]+)\]?:\d+ \(")
+
+
+@dataclass(frozen=True)
+class Audit:
+    flows: list[Flow]
+    unaccounted: list[Flow]
+
+    @property
+    def ok(self) -> bool:
+        return not self.unaccounted
+
+
+def proxy_addresses(events: Iterable[Mapping]) -> set[str]:
+    """The addresses the proxy listened on, from the journal's `start` events."""
+    found: set[str] = set()
+    for event in events:
+        if event.get("event") == "journal" and event.get("action") == "start":
+            found |= set(_LISTENER.findall(str(event.get("listening") or "")))
+    return found
+
+
+def _plain(address: str) -> str:
+    return address.replace("[::ffff:", "").replace("]:", ":") if "::ffff:" in address else address
+
+
+def audit(flows: list[Flow], events: list[Mapping], proxy: set[str]) -> Audit:
+    clients = {
+        _plain(str(e["client"]))
+        for e in events
+        if e.get("event") in CLIENT_EVENTS and e.get("client")
+    }
+    dropped = {
+        (e.get("protocol"), e.get("destination"), e.get("port"))
+        for e in events
+        if e.get("event") == "bypass"
+    }
+    unaccounted = []
+    for flow in flows:
+        to_dns = flow.protocol == "udp" and (flow.port == 53 or flow.destination in proxy)
+        if flow.protocol == "tcp" or to_dns:
+            accounted = flow.source in clients
+        else:
+            accounted = (flow.protocol, flow.destination, flow.port) in dropped
+        if not accounted:
+            unaccounted.append(flow)
+    return Audit(flows, unaccounted)
