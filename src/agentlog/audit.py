@@ -4,8 +4,8 @@ The captures see the agent's packets as it sent them, before the firewall.
 What the firewall lets through, agentlog recorded by the agent's address:
 - a TCP connection (redirected or to the proxy) by a `request`, `tcp`,
   `tls_failed` or (DNS over TCP) `dns` event naming its source as `client`;
-- a UDP flow to port 53 (any address, as redirected) or to the proxy by a
-  `dns` event naming its source.
+- a UDP flow to port 53 (any address, as redirected) or to the DNS listener
+  by a `dns` event naming its source.
 What the firewall dropped, by a `bypass` event for its protocol, destination
 and port. Whatever nothing accounts for is what `agentlog audit` reports.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from agentlog.capture.flows import Flow
 
 CLIENT_EVENTS = ("request", "tcp", "tls_failed", "dns")
-_LISTENER = re.compile(r"\[?([0-9A-Fa-f:.]+)\]?:\d+ \(")
+_LISTENER = re.compile(r"\[?([0-9A-Fa-f:.]+?)\]?:(\d+) \((\w+)\)")
 
 
 @dataclass(frozen=True)
@@ -32,20 +32,27 @@ class Audit:
         return not self.unaccounted
 
 
-def proxy_addresses(events: Iterable[Mapping]) -> set[str]:
-    """The addresses the proxy listened on, from the journal's `start` events."""
-    found: set[str] = set()
+def listeners(events: Iterable[Mapping]) -> set[tuple[str, int, str]]:
+    """(address, port, mode) of every listener, from the journal's `start` events."""
+    found: set[tuple[str, int, str]] = set()
     for event in events:
         if event.get("event") == "journal" and event.get("action") == "start":
-            found |= set(_LISTENER.findall(str(event.get("listening") or "")))
+            for host, port, mode in _LISTENER.findall(str(event.get("listening") or "")):
+                found.add((host, int(port), mode))
     return found
+
+
+def proxy_addresses(events: Iterable[Mapping]) -> set[str]:
+    """The addresses the proxy listened on: the proxy side's."""
+    return {host for host, _, _ in listeners(events)}
 
 
 def _plain(address: str) -> str:
     return address.replace("[::ffff:", "").replace("]:", ":") if "::ffff:" in address else address
 
 
-def audit(flows: list[Flow], events: list[Mapping], proxy: set[str]) -> Audit:
+def audit(flows: list[Flow], events: list[Mapping]) -> Audit:
+    dns = {(host, port) for host, port, mode in listeners(events) if mode == "dns"}
     clients = {
         _plain(str(e["client"]))
         for e in events
@@ -58,7 +65,9 @@ def audit(flows: list[Flow], events: list[Mapping], proxy: set[str]) -> Audit:
     }
     unaccounted = []
     for flow in flows:
-        to_dns = flow.protocol == "udp" and (flow.port == 53 or flow.destination in proxy)
+        to_dns = flow.protocol == "udp" and (
+            flow.port == 53 or (flow.destination, flow.port) in dns
+        )
         if flow.protocol == "tcp" or to_dns:
             accounted = flow.source in clients
         else:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if not proxy:
         raise UserError(f"{logs.journal} has no proxy start event to tell the agent's side by")
     try:
-        result = audit(agent_flows(captures, proxy), journal, proxy)
+        result = audit(agent_flows(captures, proxy), journal)
     except PcapError as e:
         raise UserError(str(e)) from None
     if args.json:
