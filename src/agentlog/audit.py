@@ -13,7 +13,7 @@ and port. Whatever nothing accounts for is what `agentlog audit` reports.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agentlog.capture.flows import Flow
@@ -51,7 +51,7 @@ def _plain(address: str) -> str:
     return address.replace("[::ffff:", "").replace("]:", ":") if "::ffff:" in address else address
 
 
-def audit(flows: list[Flow], events: list[Mapping]) -> Audit:
+def audit(flows: list[Flow], events: Sequence[Mapping]) -> Audit:
     dns = {(host, port) for host, port, mode in listeners(events) if mode == "dns"}
     clients = {
         _plain(str(e["client"]))
