@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import BLOCKED, UPSTREAM, assert_every_request_closed_once, proxy_args
 from tests.fakes.tcp_echo import FakeTcp
-from tests.harness import verify
+from tests.harness import agentlog, verify
 from tests.netns import AgentNamespace, can_make_namespaces
 from tests.probes import QUIC_INITIAL, Listener
 from tests.sandbox_runs import agent_python, agentlog_run, events, shared_dir, start_run
@@ -49,6 +49,8 @@ def finished(logs, result) -> list[dict]:
     assert found[-1]["event"] == "journal" and found[-1]["action"] == "stop"
     assert verify(logs).returncode == 0
     assert_every_request_closed_once(found)
+    audited = agentlog("audit", "--logs", logs)
+    assert audited.returncode == 0, audited.stdout + audited.stderr
     return found
 
 

@@ -6,6 +6,7 @@ from typing import NoReturn
 
 from agentlog import __version__, options
 from agentlog.commands import (
+    audit,
     ca,
     clean,
     export,
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="agentlog", description="Record what an AI coding agent sends.")
     parser.add_argument("--version", action="version", version=f"agentlog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (proxy, up, run, clean, ls, show, tail, verify, export, pcap, ca, ui, reindex):
+    commands = (proxy, up, run, clean, ls, show, tail, verify, audit, export, pcap, ca, ui, reindex)
+    for command in commands:
         command.add_parser(sub, common)
     return parser
 
