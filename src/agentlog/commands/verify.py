@@ -55,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{journal}: the journal is {state}, but its key {key_path} exists", end="")
         print(f"; {', '.join(lost)}: all of it is gone" if lost else ": it was emptied or removed")
         return 1
-    verdicts = [chain.verify(lines(journal), key, head) for _, head in heads] or [
-        chain.verify(lines(journal), key)
-    ]
+    checks: list[Head | None] = [head for _, head in heads] or [None]
+    verdicts = [chain.verify(lines(journal), key, head) for head in checks]
     failed = next((v for v in verdicts if not v.ok), None)
     if failed is not None:
         # A head not held can fail at a line the chain itself passed.
