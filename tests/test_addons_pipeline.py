@@ -14,8 +14,9 @@ from mitmproxy.proxy.layers import http as http_hooks
 from mitmproxy.proxy.layers import tcp as tcp_hooks
 from mitmproxy.test import tflow, tutils
 
+from agentlog.cli import build_parser
 from agentlog.config import ProxyConfig
-from agentlog.policy import Policy
+from agentlog.options import proxy_config
 from agentlog.proxy.addons import Pipeline
 from agentlog.proxy.addons.lifecycle import Lifecycle
 from agentlog.proxy.app import build_master
@@ -24,19 +25,11 @@ from tests.addon_support import Journal
 
 
 def config(logs: Path) -> ProxyConfig:
-    return ProxyConfig(
-        logs=logs,
-        listen=("127.0.0.1", 0),
-        transparent=None,
-        policy=Policy.parse(["api.test", "echo.test"], ["evil.test"]),
-        routes={"api.test": ("127.0.0.1", 9443)},
-        upstream_ca=None,
-        body_cap=1024,
-        fingerprint=False,
-        journal_key=None,
-        session=None,
-        capture=None,
-    )
+    """Built as `agentlog proxy` builds it: defaults from the option table."""
+    argv = ["proxy", "--logs", str(logs), "--listen", "127.0.0.1:0", "--body-cap", "1024"]
+    argv += ["--allow", "api.test", "--allow", "echo.test", "--deny", "evil.test"]
+    argv += ["--route", "api.test=127.0.0.1:9443"]
+    return proxy_config(build_parser().parse_args(argv))
 
 
 @pytest.fixture
