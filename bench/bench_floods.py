@@ -22,6 +22,9 @@ until the phase ends, counting into `counts`; same shape as bench_attacks.py's):
   rapid_reset  HTTP/2 streams opened and reset at once in a loop (100 to a
                write, CVE-2023-44487) on --reset-conns tunnels; a tunnel the
                proxy closes (GOAWAY) is opened again at once
+  endless_head --head-conns connections each send an HTTP/1 request head that
+               never ends, as fast as the proxy takes it; one the proxy
+               closes (431) is opened again at once
 
 After each attack phase the proxy is given time to catch up (its journal stops
 growing). Everything talks to 127.0.0.1/8 only. Results: a table on stdout and
@@ -190,9 +193,41 @@ async def _reset_streams(job: dict, end: float, counts: dict[str, int]) -> None:
     writer.close()
 
 
+async def _endless_head(job: dict, end: float, counts: dict[str, int]) -> None:
+    counts.update(connections=0, mib_sent=0, answered_431=0)
+    chunk = b"a" * 65536
+    print("ready", flush=True)
+
+    async def one() -> None:
+        sent = 0
+        while time.perf_counter() < end:
+            reader, writer = await asyncio.open_connection(
+                HOST, job["port"], local_addr=(ATTACKER, 0)
+            )
+            counts["connections"] += 1
+            writer.write(b"GET http://127.0.0.1/ HTTP/1.1\r\nX-Endless: ")
+            try:
+                while time.perf_counter() < end and not writer.is_closing():
+                    writer.write(chunk)
+                    await writer.drain()
+                    sent += len(chunk)
+                    counts["mib_sent"], sent = counts["mib_sent"] + sent // 2**20, sent % 2**20
+            except OSError:
+                pass
+            try:
+                reply = await asyncio.wait_for(reader.read(64), 1.0)
+                counts["answered_431"] += reply.startswith(b"HTTP/1.1 431")
+            except (OSError, TimeoutError):
+                pass
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(job["conns"])))
+
+
 ATTACKS: dict[str, Callable[[dict, float, dict[str, int]], Awaitable[None]]] = {
     "slowloris": _slowloris,
     "rapid_reset": _rapid_reset,
+    "endless_head": _endless_head,
 }
 
 
@@ -329,7 +364,9 @@ class FloodBench(Bench):
 
     def _attack_job(self, attack: str) -> dict:
         args = self.args
-        conns = args.slowloris_conns if attack == "slowloris" else args.reset_conns
+        conns = {"slowloris": args.slowloris_conns, "rapid_reset": args.reset_conns}.get(
+            attack, args.head_conns
+        )
         return {
             **self.job,
             "attack": attack,
@@ -513,6 +550,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--slowloris-conns", type=int, default=1000, help="sockets held (1000)")
     p.add_argument("--slowloris-pause", type=float, default=1.0, help="s before reopening one (1)")
     p.add_argument("--reset-conns", type=int, default=4, help="rapid-reset tunnels (4)")
+    p.add_argument("--head-conns", type=int, default=4, help="endless-head connections (4)")
     p.add_argument("--probe-every", type=float, default=0.02, help="probe pause, s (0.02)")
     p.add_argument("--ramp", type=float, default=1.0, help="attack seconds before measuring (1)")
     p.add_argument(

@@ -206,3 +206,48 @@ def test_a_reset_that_comes_with_the_end_of_a_body_reaches_its_stream(guarded, u
     proxy.wait_for(lambda es: sum(e["event"] in ("error", "response") for e in es) == 2)
     request, outcome = proxy.exchange("/echo?half")
     assert outcome["event"] == "error" and "reset" in outcome["error"]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def pump(s, head: bytes, megabytes: int) -> bytes:
+    """Send `head`, then `megabytes` of 'a' as the proxy takes them; what came back."""
+    s.sendall(head)
+    chunk = b"a" * 65536
+    with contextlib.suppress(OSError):  # the proxy hangs up on us: that is the point
+        for _ in range(megabytes * 16):
+            s.sendall(chunk)
+    s.settimeout(5)
+    reply = b""
+    with contextlib.suppress(OSError):
+        while data := s.recv(65536):
+            reply += data
+    return reply
+
+
+def test_a_request_head_that_never_ends_is_refused_at_the_size_limit(guarded):
+    """Before: mitmproxy buffered a head without end, however long (5.7 GB in 10 s here)."""
+    proxy = guarded("--max-header-size", "256k")
+    before = rss_mb(proxy.proc.pid)
+    endless = half_open(proxy.port, b"")
+    reply = pump(endless, b"GET http://plain.test/ HTTP/1.1\r\nX-Endless: ", 200)
+    assert reply.startswith(b"HTTP/1.1 431") and b"agentlog" in reply
+    assert rss_mb(proxy.proc.pid) - before < 50
+    # Nor may a client pile data up behind a request that is being answered.
+    behind = half_open(proxy.port, b"")
+    slow = f"GET http://{PLAIN}/sse?n=2&hold_ms=3000 HTTP/1.1\r\nHost: {PLAIN}\r\n\r\n"
+    pump(behind, slow.encode(), 200)
+    assert rss_mb(proxy.proc.pid) - before < 50
+    assert served(proxy)
+    events = proxy.wait_for(
+        lambda es: cut_off(es, "header_too_large") == 2 and any(e["event"] == "error" for e in es)
+    )
+    assert [e["path"] for e in proxy.events("request")] == ["/sse?n=2&hold_ms=3000", "/hello"]
+    request, error = proxy.exchange("/sse")  # the request answered while data piled up
+    assert error["event"] == "error" and "ahead of its response" in error["error"]
+    refused = next(e for e in events if e.get("action") == "header_too_large")
+    assert refused["limit"] == 256 * 1024

@@ -80,7 +80,11 @@ def test_connection_guard_caps_each_address_and_cuts_what_stalls():
     async def run() -> None:
         tally = Tally(EventSink(journal, "s"), every=0.01)  # type: ignore[arg-type]
         limits = Limits(
-            header_timeout=0.05, idle_timeout=0.1, max_client_connections=2, max_resets=100
+            header_timeout=0.05,
+            idle_timeout=0.1,
+            max_client_connections=2,
+            max_resets=100,
+            max_header_size=1024,
         )
         guard = ConnectionGuard(limits, tally, close=closed.append)
         a, b, c, other = client(port=1), client(port=2), client(port=3), client("10.0.0.9")

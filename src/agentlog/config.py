@@ -78,6 +78,7 @@ class Limits:
     idle_timeout: float  # seconds a connection may sit with no exchange under way
     max_client_connections: int  # open at once from one client address
     max_resets: int  # streams a client may reset on one connection within a second
+    max_header_size: int  # bytes of an HTTP/1 request head (or unparsed data) held at most
 
 
 @dataclass(frozen=True)

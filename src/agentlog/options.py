@@ -270,6 +270,14 @@ PROXY = (
         "100",
         "N",
     ),
+    Option(
+        "--max-header-size",
+        "AGENTLOG_MAX_HEADER_SIZE",
+        "answer 431 and close when an HTTP/1 request's headers run past this size",
+        parse_size,
+        "1M",
+        "SIZE",
+    ),
 )
 
 UI = (
@@ -348,6 +356,7 @@ def proxy_config(args: argparse.Namespace) -> ProxyConfig:
             idle_timeout=args.idle_timeout,
             max_client_connections=args.max_client_connections,
             max_resets=args.max_resets,
+            max_header_size=args.max_header_size,
         ),
         head_file=args.head_file,
         accept_cut_journal=args.accept_cut_journal,

@@ -124,7 +124,7 @@ def build_master(
     proxy.addons.add(
         Pipeline(
             ConnectionGuard(config.limits, tally),
-            StreamGuard(config.limits.max_resets, tally),
+            StreamGuard(config.limits, tally),
             DialByName(),
             PolicyGate(config.policy, dialer),
             Router(dialer),

@@ -1,4 +1,5 @@
-"""StreamGuard: streams a client resets cost it, not the journal (HTTP/2 rapid reset).
+"""StreamGuard: streams a client resets cost it, not the journal (HTTP/2 rapid reset);
+and an HTTP/1 request head has a size limit (head_limit.py).
 
 A client that opens HTTP/2 streams and resets them at once, in a loop
 (CVE-2023-44487), got two journal lines written per stream (4,000 streams in
@@ -32,13 +33,16 @@ from h2.connection import ConnectionState
 from mitmproxy import connection
 from mitmproxy.proxy import events, layer
 from mitmproxy.proxy.context import Context
-from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
+from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode, is_h3_alpn
 from mitmproxy.proxy.layers.http._http2 import Http2Server, StreamState
 from mitmproxy.proxy.layers.http._http_h2 import BufferedH2Connection
 
+from agentlog.config import Limits
+from agentlog.proxy.addons.head_limit import HeadLimitedHttp1Server
 from agentlog.proxy.addons.tally import Tally
 
 STREAMS_RESET, RESET_FLOOD = "streams_reset", "reset_flood"
+HEADER_TOO_LARGE = "header_too_large"
 PARSE_CHUNK = 1024  # bytes of a read h2 parses before the resets in it are counted
 
 
@@ -160,22 +164,31 @@ class GuardedHttp2Server(Http2Server):
 
 
 class GuardedHttpLayer(HttpLayer):
-    """mitmproxy's HTTP layer, with a GuardedHttp2Server for an HTTP/2 client."""
+    """mitmproxy's HTTP layer, with a GuardedHttp2Server for an HTTP/2 client and a
+    HeadLimitedHttp1Server for an HTTP/1 one."""
 
     def __init__(self, context: Context, mode: HTTPMode, guard: "StreamGuard") -> None:
         super().__init__(context, mode)
         self.guard = guard
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
-        if isinstance(event, events.Start) and self.context.client.alpn == b"h2":
-            server = GuardedHttp2Server(self.context.fork(), self.guard)
-            self.connections.setdefault(self.context.client, server)  # mitmproxy keeps it
+        if isinstance(event, events.Start):
+            alpn, guard = self.context.client.alpn, self.guard
+            server: layer.Layer | None = None
+            if alpn == b"h2":
+                server = GuardedHttp2Server(self.context.fork(), guard)
+            elif not is_h3_alpn(alpn):
+                limit = guard.limits.max_header_size
+                server = HeadLimitedHttp1Server(self.context.fork(), limit, guard.header_too_large)
+            if server is not None:
+                self.connections.setdefault(self.context.client, server)  # mitmproxy keeps it
         return super()._handle_event(event)
 
 
 class StreamGuard:
-    def __init__(self, max_resets: int, tally: Tally) -> None:
-        self.max_resets = max_resets
+    def __init__(self, limits: Limits, tally: Tally) -> None:
+        self.limits = limits
+        self.max_resets = limits.max_resets
         self.tally = tally
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
@@ -198,3 +211,6 @@ class StreamGuard:
 
     def reset_flood(self, client: connection.Client) -> None:
         self.tally.add(client, RESET_FLOOD, self.max_resets)
+
+    def header_too_large(self, client: connection.Client) -> None:
+        self.tally.add(client, HEADER_TOO_LARGE, self.limits.max_header_size)
