@@ -157,7 +157,13 @@ def test_rapid_reset_writes_a_bounded_summary_and_forwards_nothing(guarded, upst
     time.sleep(1.5)  # the last counts go out within a second
     events = proxy.events()
     assert upstream.hits["/rapid-reset"] == 0  # nothing of it went upstream
-    assert not [e for e in events if e["event"] == "request" and e["path"] == "/rapid-reset"]
+    # A stream whose HEADERS and RST_STREAM a TCP segment boundary split into two reads
+    # is an ordinary request, written ahead and then closed by its error: a handful at
+    # most, never one per stream.
+    recorded = [e for e in events if e["event"] == "request" and e["path"] == "/rapid-reset"]
+    assert len(recorded) <= 40, f"{len(recorded)} of 4000 reset streams recorded one by one"
+    closed = {e["id"] for e in events if e["event"] == "error"}
+    assert all(e["id"] in closed for e in recorded)
     growth = journal.stat().st_size - before
     assert growth < 20_000, f"{growth} bytes for {attack}"  # was ~1,600 bytes a stream
     reset = [e for e in events if e["event"] == "connection" and e["action"] == "streams_reset"]
