@@ -29,9 +29,10 @@ content_block_stop, message_delta, message_stop), ``gap`` seconds apart (40 ms):
   ``containing "TEXT"``): a **tool_use** turn, a short text block then a call of
   the ``Write`` tool offered in the request's ``tools`` (its input names taken
   from the tool's input schema: ``file_path`` and ``content`` for Claude Code).
-  A relative NAME is joined to the ``Working directory:`` the system prompt
-  states. The tool input is streamed as several ``input_json_delta`` pieces.
-  stop_reason ``tool_use``. Without a Write tool offered: a text turn saying so;
+  A relative NAME is joined to the ``working directory:`` the request states
+  (Claude Code's: "Primary working directory: DIR"). The tool's input is
+  streamed as several ``input_json_delta`` pieces; stop_reason ``tool_use``.
+  Without a Write tool offered: a text turn saying so;
 * otherwise a **text** turn: ``Fake reply: you said "PROMPT"`` (PROMPT cut at
   200 characters), stop_reason ``end_turn``.
 
@@ -46,13 +47,17 @@ message_start's ``output_tokens`` is 1, as the API's)::
 Failures, decided by the prompt (``[fail:429]``, ``[fail:529]``, optionally with
 a count: ``[fail:529x2]``) or by a request header (``x-fake-fail: 429``,
 ``x-fake-fail: 529x2``): the first such request(s) for the same prompt get the
-error, later ones the normal answer. 429 is a ``rate_limit_error`` with
-``retry-after: 1``; 529 an ``overloaded_error`` (also ``retry-after: 1``). Both
-carry ``x-should-retry: true``, as the API's do.
+error, later ones the normal answer (counted per fake: a new one fails again).
+429 is a ``rate_limit_error``, 529 an ``overloaded_error``; both with
+``retry-after: 1`` and ``x-should-retry: true``, as the API's.
 
 Everything else never hangs: ``POST /v1/messages/count_tokens`` answers
-``{"input_tokens": 100}``; ``GET /v1/models`` one model; ``HEAD``/``GET /`` a
-small 200; any other path a 404 ``not_found_error`` (the API's shape).
+``{"input_tokens": 100}``; ``GET /v1/models`` one model; ``HEAD`` or ``GET`` of
+``/`` and ``/api/hello`` (Claude Code's reachability check) a small 200;
+``POST /api/event_logging/...`` (its telemetry) ``{}``; any other path a 404
+``not_found_error``, the API's shape (Claude Code 2.1.332 asks for
+``/api/claude_code/settings`` and ``/policy_limits``, and without
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC a few more ``/api/...``: it carries on).
 Every request is logged (``requests()``): method, path, headers, body, status,
 and for a message its turn kind and usage.
 """
@@ -102,7 +107,7 @@ _WRITE = re.compile(r'write the file (\S+?)[.,;:!?]*(?:\s|$)(?:\s*containing "([
 _FAIL = re.compile(r"\[fail:(429|529)(?:x(\d+))?\]")
 _FAIL_HEADER = re.compile(r"^\s*(429|529)(?:x(\d+))?\s*$")
 _REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
-_WORKDIR = re.compile(r"Working directory: (\S+)")
+_WORKDIR = re.compile(r"working directory: (\S+)", re.I)  # Claude Code: "Primary working ..."
 _REASONS = {529: "Overloaded"}  # not in http.server's table
 _ERRORS = {
     429: ("rate_limit_error", "Number of request tokens has exceeded your rate limit (fake)."),
@@ -417,7 +422,10 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return 200
-        if method in ("GET", "HEAD") and path == "/":
+        if method == "POST" and path.startswith("/api/event_logging/"):  # telemetry: taken
+            self._send(200, {})
+            return 200
+        if method in ("GET", "HEAD") and path in ("/", "/api/hello"):  # reachability checks
             self._send(200, {"fake": "anthropic"})
             return 200
         self._send(
