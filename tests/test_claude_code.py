@@ -9,7 +9,6 @@ fake on 127.0.0.1, so nothing leaves this machine (checked below, per run).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -37,7 +36,6 @@ from tests.sandbox_runs import events
 pytestmark = [
     pytest.mark.timeout(600),  # the first run installs Claude Code from the npm registry
     pytest.mark.skipif(not can_make_namespaces(), reason="needs root, ip, nft"),
-    pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm"),
 ]
 
 SCENARIOS = [TEXT, WRITE, SIDE_CALLS, RATE_LIMITED, OVERLOADED]
