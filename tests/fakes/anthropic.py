@@ -491,16 +491,21 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
         """In the connection's own thread: the TLS handshake, then HTTP."""
         with self.open_lock:
             self.open.add(request)
+        connection = request
         try:
             if self.tls is not None:
                 request.settimeout(_Handler.timeout)
-                request = self.tls.wrap_socket(request, server_side=True)
-            super().finish_request(request, client_address)
+                connection = self.tls.wrap_socket(request, server_side=True)  # takes the fd
+                with self.open_lock:
+                    self.open.discard(request)
+                    self.open.add(connection)
+            super().finish_request(connection, client_address)
         except (OSError, ssl.SSLError):
             pass  # a client that went away or spoke no TLS: nothing to answer
         finally:
             with self.open_lock:
                 self.open.discard(request)
+                self.open.discard(connection)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a broken connection is the client's business; the log has the request
