@@ -136,7 +136,7 @@ def test_the_messages_call_is_recorded_redacted_and_streamed(recorded):
     assert TEXT.prompt in json.dumps(body["messages"])
     assert response["status"] == 200
     assert response["headers"]["content-type"].startswith("text/event-stream")
-    assert response["ttfb_ms"] < response["duration_ms"] / 4, response  # events 40 ms apart
+    assert response["ttfb_ms"] * 2 < response["duration_ms"], response  # events 40 ms apart
     stream = (run.logs / response["response_body"]).read_text()
     for event in ("message_start", "content_block_delta", "message_delta", "message_stop"):
         assert f"event: {event}\n" in stream

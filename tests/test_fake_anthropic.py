@@ -148,7 +148,7 @@ def test_a_streamed_text_turn_has_the_api_shape_and_arrives_over_time(served):
     assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
     assert names.count("content_block_delta") >= 2
-    assert ttfb < total / 4 and total > 0.2  # 40 ms between events
+    assert ttfb * 2 < total and total > 0.2  # 40 ms between events
     message = reassemble(events)
     assert message["content"] == [{"type": "text", "text": 'Fake reply: you said "Hi there"'}]
     assert message["stop_reason"] == "end_turn" and message["model"] == "claude-x"
