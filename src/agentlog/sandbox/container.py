@@ -1,0 +1,231 @@
+"""The proxy container's entrypoint (docker/Dockerfile.proxy): `agentlog up` as the agent's
+only peer on the agent's Docker network.
+
+    python -m agentlog.sandbox.container up      # the entrypoint
+    python -m agentlog.sandbox.container health  # the healthcheck: the proxy port answers
+
+`up` finds the interface on the agent network (by its subnet,
+AGENTLOG_AGENT_SUBNET), puts agentlog's CA certificate alone in /ca (the
+volume the agent mounts read-only), loads the sandbox's firewall (firewall.py,
+unchanged) on that interface, and execs `agentlog up` with its listeners on
+that interface's address, capture on it, the firewall's drops as `bypass`
+events and the UI on the other interface (the one Docker publishes on the
+host's 127.0.0.1:8888). Options of the user's or the test's (AGENTLOG_ALLOW,
+AGENTLOG_ROUTE, ...) pass through; the guard's deny rules are added to
+AGENTLOG_DENY.
+
+The guard (as `agentlog run`'s, guard.py): the proxy dials for the agent, so
+it must not dial what the agent may not reach directly: the container's own
+addresses, its default gateway (the Docker host), loopback, link-local, the
+networks it is on and the private ranges (the Docker host's other networks,
+other containers, the LAN). A `--route` into a block opens that block but not
+the single addresses listed first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from agentlog.config import parse_route
+from agentlog.errors import ConfigError, UserError
+from agentlog.policy import Policy
+from agentlog.sandbox import firewall, guard
+from agentlog.sandbox.firewall import Firewall
+
+TABLE = "agentlog_docker"
+EXPLICIT_PORT, TRANSPARENT_PORT, DNS_PORT, UI_PORT = 8080, 8081, 8053, 8888
+CA_DIR = Path("/ca")
+PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+SUBNET_VARIABLE = "AGENTLOG_AGENT_SUBNET"
+AGENT_VARIABLE = "AGENTLOG_AGENT_IP"
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    address: IPv4Address
+    network: IPv4Network
+
+
+def interfaces(ip_addr_json: str) -> list[Interface]:
+    """The IPv4 interfaces of `ip -j addr` output, loopback left out (pure)."""
+    found = []
+    for link in json.loads(ip_addr_json or "[]"):
+        for info in link.get("addr_info", []):
+            if info.get("family") != "inet" or link.get("ifname") == "lo":
+                continue
+            iface = ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")
+            found.append(Interface(link["ifname"], iface.ip, iface.network))
+    return found
+
+
+def split(found: list[Interface], subnet: IPv4Network) -> tuple[Interface, Interface]:
+    """The interface on the agent's subnet, and the outside one (pure)."""
+    agent = [i for i in found if i.network == subnet]
+    outside = [i for i in found if i.network != subnet]
+    if len(agent) != 1:
+        raise ConfigError(f"{SUBNET_VARIABLE}={subnet}: no interface of this container is on it")
+    if not outside:
+        raise ConfigError("the proxy container has no network but the agent's")
+    return agent[0], outside[0]
+
+
+def guard_blocks(
+    own: Iterable[IPv4Address], gateways: Iterable[IPv4Address], networks: Iterable[IPv4Network]
+) -> list[guard.Network]:
+    """Single addresses first (a route never opens them), then the blocks (pure)."""
+    single = [ipaddress.ip_network(a) for a in [*own, *gateways]]
+    blocks = [ipaddress.ip_network(b) for b in (*guard.ALWAYS, *PRIVATE)]
+    return [*dict.fromkeys([*single, *networks, *blocks])]
+
+
+def deny_patterns(blocks: list[guard.Network], route_targets: list[str]) -> list[str]:
+    """The blocks as --deny patterns, but those a route's target is in (pure)."""
+    routes = {f"route{i}": (target, 1) for i, target in enumerate(route_targets)}
+    policy, _ = guard.guarded(Policy(), blocks, routes)
+    kept = [rule.network for rule in policy.rules if rule.network is not None]
+    return [str(b) if b.version == 4 else f"[{b}]" for b in kept]
+
+
+def route_targets(routes: str, resolve=socket.gethostbyname_ex) -> list[str]:
+    """The addresses AGENTLOG_ROUTE's targets name (a name resolved: Docker's service names)."""
+    targets = []
+    for item in routes.replace(",", " ").split():
+        _, (host, _) = parse_route(item)
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            targets.append(host.strip("[]"))
+        except ValueError:
+            try:
+                targets.extend(resolve(host)[2])
+            except OSError as e:
+                raise ConfigError(f"AGENTLOG_ROUTE: cannot resolve {host}: {e}") from None
+    return targets
+
+
+def up_environment(
+    environ: Mapping[str, str], agent: Interface, outside: Interface, deny: list[str]
+) -> dict[str, str]:
+    """`agentlog up`'s variables: the caller's, then where it listens and captures (pure)."""
+    env = dict(environ)
+    here = str(agent.address)
+    env.update(
+        AGENTLOG_LISTEN=f"{here}:{EXPLICIT_PORT}",
+        AGENTLOG_TRANSPARENT=f"{here}:{TRANSPARENT_PORT}",
+        AGENTLOG_DNS=f"{here}:{DNS_PORT}",
+        AGENTLOG_CAPTURE=agent.name,
+        AGENTLOG_FIREWALL_TABLE=TABLE,
+        AGENTLOG_UI=f"{outside.address}:{UI_PORT}",
+    )
+    env["AGENTLOG_DENY"] = ",".join(filter(None, [environ.get("AGENTLOG_DENY", ""), *deny]))
+    return env
+
+
+def agent_firewall(agent: Interface, agent_ip: IPv4Address) -> Firewall:
+    return Firewall(
+        table=TABLE,
+        agent_if=agent.name,
+        agent_ip=agent_ip,
+        proxy_ip=agent.address,
+        explicit_port=EXPLICIT_PORT,
+        transparent_port=TRANSPARENT_PORT,
+        dns_port=DNS_PORT,
+    )
+
+
+def _subnet(environ: Mapping[str, str]) -> IPv4Network:
+    text = environ.get(SUBNET_VARIABLE, "")
+    try:
+        return IPv4Network(text)
+    except ValueError:
+        raise ConfigError(f"{SUBNET_VARIABLE}={text!r}: the agent network's subnet?") from None
+
+
+def _agent_ip(environ: Mapping[str, str]) -> IPv4Address:
+    text = environ.get(AGENT_VARIABLE, "")
+    try:
+        return IPv4Address(text)
+    except ValueError:
+        raise ConfigError(f"{AGENT_VARIABLE}={text!r}: the agent's address?") from None
+
+
+def _ip_json(*args: str) -> str:
+    return subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _gateways() -> list[IPv4Address]:
+    routes = json.loads(_ip_json("-4", "route") or "[]")
+    return [IPv4Address(r["gateway"]) for r in routes if "gateway" in r]
+
+
+def _publish_ca(logs: Path) -> None:
+    """agentlog's CA certificate, made if need be, alone in the agent's read-only volume."""
+    made = subprocess.run(
+        [sys.executable, "-m", "agentlog", "ca", "--logs", str(logs)], capture_output=True
+    )
+    if made.returncode != 0:
+        raise UserError(made.stderr.decode(errors="replace").strip() or "agentlog ca failed")
+    for stale in CA_DIR.iterdir():
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+    staged = CA_DIR / ".ca.crt"
+    shutil.copyfile(logs / "ca.crt", staged)
+    staged.chmod(0o644)
+    staged.rename(CA_DIR / "ca.crt")
+
+
+def up(environ: Mapping[str, str]) -> None:
+    agent, outside = split(interfaces(_ip_json("addr")), _subnet(environ))
+    own = [i.address for i in interfaces(_ip_json("addr"))]
+    blocks = guard_blocks(own, _gateways(), [agent.network, outside.network])
+    deny = deny_patterns(blocks, route_targets(environ.get("AGENTLOG_ROUTE", "")))
+    _publish_ca(Path(environ.get("AGENTLOG_LOGS", "/logs")))
+    firewall.apply(agent_firewall(agent, _agent_ip(environ)))
+    env = up_environment(environ, agent, outside, deny)
+    print(
+        f"agentlog container: agent network on {agent.name} ({agent.address}), "
+        f"UI on {outside.address}:{UI_PORT}",
+        file=sys.stderr,
+        flush=True,
+    )
+    os.execvpe(sys.executable, [sys.executable, "-m", "agentlog", "up"], env)
+
+
+def health(environ: Mapping[str, str]) -> int:
+    agent, _ = split(interfaces(_ip_json("addr")), _subnet(environ))
+    try:
+        socket.create_connection((str(agent.address), EXPLICIT_PORT), timeout=2).close()
+    except OSError as e:
+        print(f"agentlog proxy not answering on {agent.address}:{EXPLICIT_PORT}: {e}")
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    try:
+        if argv == ["up"]:
+            up(os.environ)
+        elif argv == ["health"]:
+            return health(os.environ)
+        else:
+            raise ConfigError("usage: python -m agentlog.sandbox.container up|health")
+    except UserError as e:
+        print(f"agentlog container: {e}", file=sys.stderr)
+        return e.status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
