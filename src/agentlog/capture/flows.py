@@ -8,7 +8,12 @@ told by its MAC address (learnt from its ARP and IPv4 packets, whose
 addresses are `proxy_addresses`), so that answers it sends with the address
 the agent asked (un-NATed DNS replies) and its own IPv6 chatter are not taken
 for the agent's; elsewhere by the source address. A packet from `::` (IPv6
-duplicate address detection) starts nothing either.
+duplicate address detection) starts nothing either, nor does the link's own
+IPv6 housekeeping: neighbour discovery and multicast listener reports (ICMPv6
+types 130-143, or behind a hop-by-hop header) from a link-local address to a
+link-scope group. Every IPv6 interface on the link sends those (a Docker
+network's bridge on the host does), and an unprivileged agent cannot: it
+takes a raw socket (CAP_NET_RAW).
 """
 
 from __future__ import annotations
@@ -66,6 +71,19 @@ class Packet:
     dport: int | None
     syn: bool  # a TCP SYN without ACK
     mac: bytes | None = None  # the Ethernet source
+    icmp_type: int | None = None  # ICMPv6's
+
+    @property
+    def link_housekeeping(self) -> bool:
+        """Neighbour discovery or MLD, link-local to a link-scope group (see the docstring)."""
+        kernel_only = self.protocol == 0 or (
+            self.protocol == 58 and self.icmp_type is not None and 130 <= self.icmp_type <= 143
+        )
+        return (
+            kernel_only
+            and ipaddress.IPv6Address(self.source).is_link_local
+            and self.destination.startswith("ff02:")
+        )
 
 
 def arp_sender(frame: bytes, linktype: int) -> tuple[bytes, str] | None:
@@ -120,7 +138,8 @@ def parse(frame: bytes, linktype: int) -> Packet | None:
         sport, dport = struct.unpack_from("!HH", frame, l4)
         syn = protocol == 6 and len(frame) >= l4 + 14 and frame[l4 + 13] & 0x12 == 0x02
     mac = frame[6:12] if linktype == LINKTYPE_ETHERNET else None
-    return Packet(protocol, source, destination, sport, dport, syn, mac)
+    icmp_type = frame[l4] if ethertype == 0x86DD and protocol == 58 and len(frame) > l4 else None
+    return Packet(protocol, source, destination, sport, dport, syn, mac, icmp_type)
 
 
 def _address(host: str, port: int | None) -> str:
@@ -153,6 +172,8 @@ def _flows(captures: list[Path], proxy: set[str], ours: set[bytes]) -> dict[tupl
         for ts, frame, linktype in packets(path):
             packet = parse(frame, linktype)
             if packet is None or packet.source in proxy or packet.source == "::":
+                continue
+            if ":" in packet.source and packet.link_housekeeping:
                 continue
             if packet.mac is not None and packet.mac in ours:
                 continue
