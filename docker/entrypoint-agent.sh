@@ -8,23 +8,32 @@ set -euo pipefail
 say() { echo "agent: $*" >&2; }
 fail() { say "$*"; exit 125; }
 
-PROXY_IP="${AGENTLOG_PROXY_IP:?the compose file names the proxy container address}"
-PROXY_PORT="${AGENTLOG_PROXY_PORT:-8080}"
+PROXY_LINK_IP="${AGENTLOG_PROXY_IP:?set by the compose file: the proxy container address}"
+PROXY_PORT=8080
+# The tunnel to the proxy (src/agentlog/sandbox/container.py makes its end with these).
+TUNNEL_IF=agentlog0 TUNNEL_VNI=4231 TUNNEL_PORT=4789 TUNNEL_MTU=1450
+PROXY_IP=10.89.0.1 AGENT_TUNNEL_IP=10.89.0.2/30
 CA=/ca/ca.crt
 BUNDLE=/etc/agentlog/ca-bundle.pem
 AGENT_USER=agent
 
-# Routes. On a Docker network the host's bridge address (the gateway) is on the agent's
-# own subnet, reachable over the link without passing the proxy. So the proxy is the
-# only address on the link and everything else, that subnet included, goes via it;
-# the proxy's firewall redirects TCP to agentlog and drops and records the rest.
-dev="$(ip -o route get "$PROXY_IP" | sed -n 's/.* dev \([^ ]*\).*/\1/p')"
-[ -n "$dev" ] || fail "no route to the proxy at $PROXY_IP"
+# The agent's only link is a VXLAN tunnel to the proxy container, over the agent network.
+# On that network the Docker host's bridge (the gateway) is on the agent's own subnet and
+# reachable without passing the proxy, and Docker drops, unseen, what the agent sends to
+# any address outside the subnet. Through the tunnel every packet reaches the proxy with
+# the destination the agent gave it: TCP is redirected to agentlog and recorded, the rest
+# dropped and recorded. The network itself keeps one route: to the proxy, for the tunnel.
+dev="$(ip -o route get "$PROXY_LINK_IP" | sed -n 's/.* dev \([^ ]*\).*/\1/p')"
+here="$(ip -o route get "$PROXY_LINK_IP" | sed -n 's/.* src \([^ ]*\).*/\1/p')"
+[ -n "$dev" ] && [ -n "$here" ] || fail "no route to the proxy at $PROXY_LINK_IP"
+ip link add "$TUNNEL_IF" type vxlan id "$TUNNEL_VNI" remote "$PROXY_LINK_IP" local "$here" \
+  dstport "$TUNNEL_PORT" dev "$dev"
+ip address add "$AGENT_TUNNEL_IP" dev "$TUNNEL_IF"
+ip link set "$TUNNEL_IF" mtu "$TUNNEL_MTU" up
 ip -4 route flush dev "$dev" scope link
 ip -4 route flush dev "$dev" scope global
-ip route add "$PROXY_IP/32" dev "$dev" scope link
-ip route add default via "$PROXY_IP" dev "$dev"
-ip -6 route flush dev "$dev" 2>/dev/null || true
+ip route add "$PROXY_LINK_IP/32" dev "$dev" scope link
+ip route add default via "$PROXY_IP" dev "$TUNNEL_IF"
 
 # Docker's own resolver (127.0.0.11, served by dockerd) would answer outside the proxy
 # and, on Docker before 26, forward names out of an internal network: closed. Names are
@@ -63,7 +72,7 @@ env_args=(
   "NODE_EXTRA_CA_CERTS=$CA"
   "HOME=/home/$AGENT_USER" "USER=$AGENT_USER" "LOGNAME=$AGENT_USER"
 )
-unset ALL_PROXY all_proxy AGENTLOG_PROXY_IP AGENTLOG_PROXY_PORT
+unset ALL_PROXY all_proxy AGENTLOG_PROXY_IP
 
 if [ $# -eq 0 ]; then
   # Claude Code on the prompt; its reply goes to the terminal and to ./output.

@@ -104,6 +104,7 @@ class HostState:
     tables: set[str]  # `nft list tables` lines
     sysctls: dict[str, str]
     links: set[str]
+    chains: dict[str, set[str]]  # iptables-nft's tables -> their chains
 
     @classmethod
     def read(cls) -> HostState:
@@ -114,12 +115,17 @@ class HostState:
             path = Path("/proc/sys") / name.replace(".", "/")
             if path.exists():
                 sysctls[name] = path.read_text().strip()
-        return cls(rules, tables, sysctls, _links())
+        chains = {t: _chains(t) for t in tables & IPTABLES_TABLES}
+        return cls(rules, tables, sysctls, _links(), chains)
 
     def restore(self) -> None:
         """Undo what was added since this reading (only that: other runs' rules stay)."""
         for tool, before in self.rules.items():
             _restore_rules(tool, before)
+        for table, chains in self.chains.items():  # the base chains iptables-nft added
+            for chain in _chains(table) - chains:
+                if _empty(f"{table} {chain}", "chain"):
+                    subprocess.run(["nft", "delete", "chain", *table.split()[1:], chain])
         for line in set(run("nft", "list", "tables").stdout.splitlines()) - self.tables:
             if line in IPTABLES_TABLES and _empty(line):  # iptables-nft made it for dockerd
                 subprocess.run(["nft", "delete", *line.split()], check=False)
@@ -132,9 +138,14 @@ class HostState:
                 subprocess.run(["ip", "link", "delete", link], check=False, capture_output=True)
 
 
-def _empty(table_line: str) -> bool:
-    """An nftables table holding no rule (only the empty chains iptables-nft makes)."""
+def _chains(table_line: str) -> set[str]:
     listed = run("nft", "list", *table_line.split()).stdout
+    return set(re.findall(r"^\tchain (\S+) \{", listed, re.MULTILINE))
+
+
+def _empty(what: str, kind: str = "table") -> bool:
+    """An nftables table or chain holding no rule (only the empty chains iptables-nft makes)."""
+    listed = run("nft", "list", kind, *what.split()[1:]).stdout
     return not any(
         line.strip() and not line.strip().startswith(("table", "chain", "type", "}", "policy"))
         for line in listed.splitlines()

@@ -45,7 +45,8 @@ WRITE_PROMPT = 'Please write the file hello.txt containing "hello from the fake"
 CUSTOM_PROMPT = 'Please write the file custom.txt containing "a custom prompt"'
 MESSAGES = "/v1/messages"
 AGENT_SUBNET = ipaddress.ip_network("172.29.80.0/24")
-PROXY_IP, AGENT_IP = "172.29.80.2", "172.29.80.3"
+PROXY_LINK_IP, AGENT_IP = "172.29.80.2", "172.29.80.3"  # on the agent network
+PROXY_IP = "10.89.0.1"  # the proxy's end of the agent's tunnel
 RUN_TIMEOUT = 600
 
 
@@ -88,13 +89,26 @@ class Project:
             **self.extra_env,
         }
         command = [
-            *(COMPOSE, "--ansi", "never", "-p", self.name, "--project-directory", str(self.directory)),
+            *(
+                COMPOSE,
+                "--ansi",
+                "never",
+                "-p",
+                self.name,
+                "--project-directory",
+                str(self.directory),
+            ),
             *("-f", str(ROOT / "docker-compose.yml")),
             *("-f", str(ROOT / "tests" / "docker-compose.test.yml")),
             *args,
         ]
         return subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
 
     def events(self, kind: str | None = None) -> list[dict]:
@@ -108,15 +122,8 @@ class Project:
 
     def container_ip(self, service: str, network: str) -> str:
         cid = self.compose("ps", "-q", service).stdout.strip()
-        done = self.engine.docker(
-            "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{self.name}_{network}").IPAddress}}}}', cid
-        )  # fmt: skip
-        return done.stdout.strip()
-
-    def gateway(self, network: str) -> str:
-        done = self.engine.docker(
-            "network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", f"{self.name}_{network}"
-        )
+        networks = f'(index .NetworkSettings.Networks "{self.name}_{network}")'
+        done = self.engine.docker("inspect", "-f", f"{{{{{networks}.IPAddress}}}}", cid)
         return done.stdout.strip()
 
 
@@ -141,7 +148,9 @@ def _down(project: Project) -> None:
 
 
 def succeeded(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (
+        f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     return done.stdout
 
 
@@ -171,11 +180,13 @@ def test_compose_up_runs_claude_code_and_its_file_and_reply_land_in_output(compo
 def test_compose_up_journal_holds_the_messages_call_with_the_key_redacted(compose_up):
     project = compose_up
     messages = [
-        e for e in project.events("request") if e["method"] == "POST" and e["path"].startswith(MESSAGES)
+        e
+        for e in project.events("request")
+        if e["method"] == "POST" and e["path"].startswith(MESSAGES)
     ]
     assert messages and all(e["domain"] == "api.anthropic.com" for e in messages)
     assert {e["headers"]["x-api-key"] for e in messages} == {"[REDACTED]"}
-    assert all(e["client"].startswith(f"{AGENT_IP}:") for e in messages)
+    assert all(e["client"].startswith("10.89.0.2:") for e in messages)  # the agent, tunnelled
     searched = [
         p for p in project.logs.rglob("*")
         if p.is_file() and not p.name.startswith("capture_") and p.name != "keys.log"
@@ -293,7 +304,9 @@ class HostListener:
         self.tcp.settimeout(0.5)
         self.reached: list[tuple[str, str]] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._accept, self._recv)]
+        self._threads = [
+            threading.Thread(target=f, daemon=True) for f in (self._accept, self._recv)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -335,9 +348,11 @@ class Interactive:
     probe: dict
     addresses: dict[str, str]
     listener_reached: list[tuple[str, str]]
+    listener_port: int
     ui_token: str
     ui_list: dict
     ui_bound: list[str]
+    ui_without_token: int
 
 
 @pytest.fixture(scope="module")
@@ -350,22 +365,21 @@ def interactive(engine, tmp_path_factory, compose_up) -> Iterator[Interactive]:
         addresses = {
             "internet": project.container_ip("internet", "outside"),
             "proxy_outside": project.container_ip("proxy", "outside"),
-            "outside_gateway": project.gateway("outside"),
-            "agent_gateway": project.gateway("agent"),
         }
-        targets = [
-            addresses["agent_gateway"], addresses["outside_gateway"], *host_addresses(),
-        ]  # fmt: skip
+        targets = host_addresses()  # the Docker host's: its bridges' too
+        targets = [a for a in targets if not a.startswith("10.231.")]  # others' sandboxes
+        assert "172.29.80.1" in targets  # the agent network's gateway
         probe_args = {
             "tcp": [
                 *[(a, listener.port) for a in targets],
                 (PROXY_IP, 8888),  # the UI, from the agent's side
+                (PROXY_LINK_IP, 8888),  # the same, on the network itself
                 (addresses["proxy_outside"], 8888),
                 (addresses["internet"], 8443),  # the internet service, directly
                 (PROXY_IP, 8081),  # agentlog's transparent port, straight at it
             ],
             "udp": [*[(a, listener.port) for a in targets], (addresses["internet"], 5353)],
-            "icmp": [addresses["internet"], addresses["agent_gateway"]],
+            "icmp": [addresses["internet"], "172.29.80.1"],
         }
         probed = project.compose(
             "run", "--rm", "-T", "agent", "python3", "-c", PROBE, json.dumps(probe_args)
@@ -380,10 +394,18 @@ def interactive(engine, tmp_path_factory, compose_up) -> Iterator[Interactive]:
         with urllib.request.urlopen(request, timeout=10) as answer:
             ui_list = json.loads(answer.read())
         ports = engine.docker("port", project.compose("ps", "-q", "proxy").stdout.strip()).stdout
+        try:
+            urllib.request.urlopen("http://127.0.0.1:8888/api/exchanges", timeout=10)
+            without_token = 200
+        except urllib.error.HTTPError as e:
+            without_token = e.code
         listener_reached = list(listener.reached)
+        (project.directory / "probe.json").write_text(found.group(1))
+        _down(project)  # the journal complete: its `stop` last
         yield Interactive(
-            project, run, json.loads(found.group(1)), addresses, listener_reached, token, ui_list,
-            ports.split(),
+            project, run, json.loads(found.group(1)), addresses, listener_reached, listener.port,
+            token, ui_list,
+            ports.split(), without_token,
         )  # fmt: skip
     finally:
         listener.close()
@@ -395,7 +417,8 @@ def test_run_with_a_custom_prompt_works_the_same_way(interactive):
     project = interactive.project
     assert (project.output / "custom.txt").read_text() == "a custom prompt"
     prompts = [
-        json.loads(x).get("body", {}) for x in (project.state / "anthropic.jsonl").read_text().splitlines()
+        json.loads(x).get("body", {})
+        for x in (project.state / "anthropic.jsonl").read_text().splitlines()
     ]
     assert any("a custom prompt" in json.dumps(p) for p in prompts)
 
@@ -427,7 +450,10 @@ def test_the_agent_routes_and_names_go_to_the_proxy_only(interactive):
     probe = interactive.probe
     assert probe["resolv"].split() == ["nameserver", PROXY_IP]
     routes = probe["routes"].splitlines()
-    assert f"default via {PROXY_IP} dev eth0" in routes[0]
+    assert routes[0].split() == ["default", "via", PROXY_IP, "dev", "agentlog0"]
+    assert [r.split() for r in routes[1:] if "eth0" in r] == [
+        [PROXY_LINK_IP, "dev", "eth0", "scope", "link"]
+    ]
     assert not [r for r in routes if r.startswith(str(AGENT_SUBNET))], routes
     assert probe["docker_dns"].startswith("error"), "Docker's resolver answered the agent"
 
@@ -466,6 +492,13 @@ def test_the_docker_host_the_ui_and_the_internet_service_are_out_of_reach(intera
     assert peers <= {proxy_outside}, peers  # the internet service saw the proxy alone
     blocked = {(e["domain"], e["port"]) for e in interactive.project.events("blocked")}
     assert (PROXY_IP, 8888) in blocked and (proxy_outside, 8888) in blocked, blocked
+    for host in host_addresses():  # through the tunnel, to the proxy: refused there
+        if not host.startswith("10.231."):
+            assert (host, interactive.listener_port) in blocked, (host, blocked)
+    bypassed = {
+        (e["protocol"], e["destination"], e["port"]) for e in interactive.project.events("bypass")
+    }
+    assert ("tcp", PROXY_LINK_IP, 8888) in bypassed, bypassed  # on the network: dropped
 
 
 def test_the_ui_answers_on_the_hosts_loopback_only_and_lists_the_run(interactive):
@@ -473,9 +506,7 @@ def test_the_ui_answers_on_the_hosts_loopback_only_and_lists_the_run(interactive
     assert "/ignoring-the-proxy" in paths
     assert any(p and p.startswith(MESSAGES) for p in paths)
     assert interactive.ui_bound == ["8888/tcp", "->", "127.0.0.1:8888"], interactive.ui_bound
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen("http://127.0.0.1:8888/api/exchanges", timeout=10)
-    assert refused.value.code == 401
+    assert interactive.ui_without_token == 401
 
 
 def test_interactive_run_logs_verify_and_audit(interactive):

@@ -4,15 +4,27 @@ only peer on the agent's Docker network.
     python -m agentlog.sandbox.container up      # the entrypoint
     python -m agentlog.sandbox.container health  # the healthcheck: the proxy port answers
 
+The agent's link is a VXLAN tunnel over the agent network, agent to proxy.
+Docker's own isolation of an internal network drops, on the host's bridge,
+every packet whose destination is outside the network's subnet: an agent
+sending to any outside address directly would be stopped there unseen, never
+reaching the proxy to be recorded. Inside the tunnel every packet reaches the
+proxy container with the destination the agent gave it, so `agentlog run`'s
+firewall applies as it is: TCP redirected and recorded, UDP, ICMP and the
+rest dropped and recorded as `bypass`.
+
 `up` finds the interface on the agent network (by its subnet,
-AGENTLOG_AGENT_SUBNET), puts agentlog's CA certificate alone in /ca (the
-volume the agent mounts read-only), loads the sandbox's firewall (firewall.py,
-unchanged) on that interface, and execs `agentlog up` with its listeners on
-that interface's address, capture on it, the firewall's drops as `bypass`
-events and the UI on the other interface (the one Docker publishes on the
-host's 127.0.0.1:8888). Options of the user's or the test's (AGENTLOG_ALLOW,
-AGENTLOG_ROUTE, ...) pass through; the guard's deny rules are added to
-AGENTLOG_DENY.
+AGENTLOG_AGENT_SUBNET), makes the tunnel to the agent's address on it
+(AGENTLOG_AGENT_IP), puts agentlog's CA certificate alone in /ca (the volume
+the agent mounts read-only), loads the sandbox's firewall (firewall.py,
+unchanged) on the tunnel and, in the same table, the rules of the agent
+network's link itself: from the agent nothing but the tunnel (the rest
+dropped, recorded as `bypass`), from anyone else nothing. Then it execs
+`agentlog up` with its listeners on the tunnel's address, capture on the
+tunnel, the firewall's drops as `bypass` events and the UI on the outside
+interface (the one Docker publishes on the host's 127.0.0.1:8888). Options
+of the user's or the test's (AGENTLOG_ALLOW, AGENTLOG_ROUTE, ...) pass
+through; the guard's deny rules are added to AGENTLOG_DENY.
 
 The guard (as `agentlog run`'s, guard.py): the proxy dials for the agent, so
 it must not dial what the agent may not reach directly: the container's own
@@ -43,6 +55,10 @@ from agentlog.sandbox import firewall, guard
 from agentlog.sandbox.firewall import Firewall
 
 TABLE = "agentlog_docker"
+# The tunnel (docker/entrypoint-agent.sh makes the agent's end with the same values).
+TUNNEL_IF, TUNNEL_VNI, TUNNEL_PORT, TUNNEL_MTU = "agentlog0", 4231, 4789, 1450
+TUNNEL = IPv4Network("10.89.0.0/30")
+PROXY_TUNNEL_IP, AGENT_TUNNEL_IP = TUNNEL[1], TUNNEL[2]
 EXPLICIT_PORT, TRANSPARENT_PORT, DNS_PORT, UI_PORT = 8080, 8081, 8053, 8888
 CA_DIR = Path("/ca")
 PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
@@ -113,6 +129,45 @@ def route_targets(routes: str, resolve=socket.gethostbyname_ex) -> list[str]:
     return targets
 
 
+def link_rules(link: Interface, agent_ip: IPv4Address) -> str:
+    """`nft -f` text adding the agent network's own rules to the firewall's table (pure):
+    the agent may send the tunnel's datagrams to us and nothing else (recorded as bypass,
+    in the firewall's sets); no one else on that network may send us anything."""
+    on_link = f'iifname "{link.name}"'
+    agent = f"{on_link} ip saddr {agent_ip}"
+    ported = "{ tcp, udp, udplite, sctp, dccp }"
+    return f"""table inet {TABLE} {{
+\tchain link_filter {{
+\t\ttype filter hook prerouting priority dstnat + 10; policy accept;
+\t\t{agent} ip daddr {link.address} udp dport {TUNNEL_PORT} accept
+\t\t{agent} meta l4proto {ported} update @bypass_ports4 \\
+{{ meta l4proto . ip daddr . th dport }} drop
+\t\t{agent} update @bypass_other4 {{ meta l4proto . ip daddr }} drop
+\t\t{on_link} drop
+\t}}
+
+\tchain link_forward {{
+\t\ttype filter hook forward priority filter; policy accept;
+\t\t{on_link} drop
+\t\toifname "{link.name}" drop
+\t}}
+}}
+"""
+
+
+def tunnel_commands(link: Interface, agent_ip: IPv4Address) -> list[list[str]]:
+    """The `ip` commands making the proxy's end of the tunnel (pure)."""
+    return [
+        [
+            *("ip", "link", "add", TUNNEL_IF, "type", "vxlan", "id", str(TUNNEL_VNI)),
+            *("remote", str(agent_ip), "local", str(link.address)),
+            *("dstport", str(TUNNEL_PORT), "dev", link.name),
+        ],
+        ["ip", "address", "add", f"{PROXY_TUNNEL_IP}/{TUNNEL.prefixlen}", "dev", TUNNEL_IF],
+        ["ip", "link", "set", TUNNEL_IF, "mtu", str(TUNNEL_MTU), "up"],
+    ]
+
+
 def up_environment(
     environ: Mapping[str, str], agent: Interface, outside: Interface, deny: list[str]
 ) -> dict[str, str]:
@@ -159,6 +214,13 @@ def _agent_ip(environ: Mapping[str, str]) -> IPv4Address:
         raise ConfigError(f"{AGENT_VARIABLE}={text!r}: the agent's address?") from None
 
 
+def _run(command: list[str], stdin: str | None = None) -> None:
+    done = subprocess.run(command, input=stdin, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = " ".join(done.stderr.split())[:300] or f"exit status {done.returncode}"
+        raise UserError(f"{command[0]} {command[1]}: {reason}")
+
+
 def _ip_json(*args: str) -> str:
     return subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout
 
@@ -187,28 +249,32 @@ def _publish_ca(logs: Path) -> None:
 
 
 def up(environ: Mapping[str, str]) -> None:
-    agent, outside = split(interfaces(_ip_json("addr")), _subnet(environ))
+    link, outside = split(interfaces(_ip_json("addr")), _subnet(environ))
+    agent_ip = _agent_ip(environ)
+    for command in tunnel_commands(link, agent_ip):
+        _run(command)
+    tunnel = Interface(TUNNEL_IF, PROXY_TUNNEL_IP, TUNNEL)
     own = [i.address for i in interfaces(_ip_json("addr"))]
-    blocks = guard_blocks(own, _gateways(), [agent.network, outside.network])
+    blocks = guard_blocks(own, _gateways(), [tunnel.network, link.network, outside.network])
     deny = deny_patterns(blocks, route_targets(environ.get("AGENTLOG_ROUTE", "")))
     _publish_ca(Path(environ.get("AGENTLOG_LOGS", "/logs")))
-    firewall.apply(agent_firewall(agent, _agent_ip(environ)))
-    env = up_environment(environ, agent, outside, deny)
+    firewall.apply(agent_firewall(tunnel, AGENT_TUNNEL_IP))
+    _run(["nft", "-f", "-"], link_rules(link, agent_ip))
+    env = up_environment(environ, tunnel, outside, deny)
     print(
-        f"agentlog container: agent network on {agent.name} ({agent.address}), "
-        f"UI on {outside.address}:{UI_PORT}",
+        f"agentlog container: the agent's tunnel {TUNNEL_IF} ({PROXY_TUNNEL_IP}) over "
+        f"{link.name} to {agent_ip}, UI on {outside.address}:{UI_PORT}",
         file=sys.stderr,
         flush=True,
     )
     os.execvpe(sys.executable, [sys.executable, "-m", "agentlog", "up"], env)
 
 
-def health(environ: Mapping[str, str]) -> int:
-    agent, _ = split(interfaces(_ip_json("addr")), _subnet(environ))
+def health() -> int:
     try:
-        socket.create_connection((str(agent.address), EXPLICIT_PORT), timeout=2).close()
+        socket.create_connection((str(PROXY_TUNNEL_IP), EXPLICIT_PORT), timeout=2).close()
     except OSError as e:
-        print(f"agentlog proxy not answering on {agent.address}:{EXPLICIT_PORT}: {e}")
+        print(f"agentlog proxy not answering on {PROXY_TUNNEL_IP}:{EXPLICIT_PORT}: {e}")
         return 1
     return 0
 
@@ -218,7 +284,7 @@ def main(argv: list[str]) -> int:
         if argv == ["up"]:
             up(os.environ)
         elif argv == ["health"]:
-            return health(os.environ)
+            return health()
         else:
             raise ConfigError("usage: python -m agentlog.sandbox.container up|health")
     except UserError as e:
