@@ -78,7 +78,9 @@ class Project:
     def state(self) -> Path:
         return self.directory / "state"
 
-    def compose(self, *args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    def compose(
+        self, *args: str, timeout: float = RUN_TIMEOUT, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         env = {
             **self.engine.env,
             "HOME": str(self.directory / "home"),
@@ -349,6 +351,7 @@ class Interactive:
     addresses: dict[str, str]
     listener_reached: list[tuple[str, str]]
     listener_port: int
+    shell: subprocess.CompletedProcess
     ui_token: str
     ui_list: dict
     ui_bound: list[str]
@@ -384,6 +387,9 @@ def interactive(engine, tmp_path_factory, compose_up) -> Iterator[Interactive]:
         probed = project.compose(
             "run", "--rm", "-T", "agent", "python3", "-c", PROBE, json.dumps(probe_args)
         )
+        shell = project.compose(
+            "run", "--rm", "-T", "agent", "bash", input="id -un; grep CapEff /proc/self/status\n"
+        )
         found = re.search(r"PROBE(\{.*\})", probed.stdout)
         assert found, probed.stdout[-3000:] + probed.stderr[-3000:]
         token = (project.logs / "ui-token").read_text().strip()
@@ -404,7 +410,7 @@ def interactive(engine, tmp_path_factory, compose_up) -> Iterator[Interactive]:
         _down(project)  # the journal complete: its `stop` last
         yield Interactive(
             project, run, json.loads(found.group(1)), addresses, listener_reached, listener.port,
-            token, ui_list,
+            shell, token, ui_list,
             ports.split(), without_token,
         )  # fmt: skip
     finally:
@@ -421,6 +427,10 @@ def test_run_with_a_custom_prompt_works_the_same_way(interactive):
         for x in (project.state / "anthropic.jsonl").read_text().splitlines()
     ]
     assert any("a custom prompt" in json.dumps(p) for p in prompts)
+
+
+def test_an_interactive_shell_runs_as_the_agent_without_capabilities(interactive):
+    assert succeeded(interactive.shell).split() == ["agent", "CapEff:", "0000000000000000"]
 
 
 def test_the_agent_has_no_capabilities_no_logs_and_no_ca_key(interactive):
