@@ -17,11 +17,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -81,7 +84,18 @@ class Project:
     def compose(
         self, *args: str, timeout: float = RUN_TIMEOUT, input: str | None = None
     ) -> subprocess.CompletedProcess:
-        env = {
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+        return subprocess.run(
+            self.compose_command(*args),
+            env=self.compose_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **stdin,
+        )
+
+    def compose_env(self) -> dict[str, str]:
+        return {
             **self.engine.env,
             "HOME": str(self.directory / "home"),
             "ANTHROPIC_API_KEY": API_KEY,
@@ -90,28 +104,45 @@ class Project:
             "AGENTLOG_TEST_STATE": str(self.state),
             **self.extra_env,
         }
-        command = [
-            *(
-                COMPOSE,
-                "--ansi",
-                "never",
-                "-p",
-                self.name,
-                "--project-directory",
-                str(self.directory),
-            ),
+
+    def compose_command(self, *args: str) -> list[str]:
+        return [
+            *(COMPOSE, "--ansi", "never", "-p", self.name),
+            *("--project-directory", str(self.directory)),
             *("-f", str(ROOT / "docker-compose.yml")),
             *("-f", str(ROOT / "tests" / "docker-compose.test.yml")),
             *args,
         ]
-        return subprocess.run(
-            command,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
+
+    def in_terminal(self, *args: str, typed: str, timeout: float = 120) -> str:
+        """`docker compose ARGS` on a terminal of its own (a pty), `typed` typed into it."""
+        main, side = pty.openpty()
+        command = self.compose_command(*args)
+        process = subprocess.Popen(
+            command, env=self.compose_env(), stdin=side, stdout=side, stderr=side, close_fds=True
         )
+        os.close(side)
+        output, deadline, sent = b"", time.monotonic() + timeout, False
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([main], [], [], 0.5)
+                if ready:
+                    try:
+                        chunk = os.read(main, 4096)
+                    except OSError:  # the terminal closed: the command is done
+                        break
+                    if not chunk:
+                        break
+                    output += chunk
+                    if not sent and b"$ " in output:  # bash's prompt
+                        os.write(main, typed.encode())
+                        sent = True
+                elif process.poll() is not None:
+                    break
+        finally:
+            os.close(main)
+            process.wait(30)
+        return output.decode(errors="replace")
 
     def events(self, kind: str | None = None) -> list[dict]:
         lines = (self.logs / "requests.jsonl").read_text().splitlines()
@@ -351,11 +382,12 @@ class Interactive:
     addresses: dict[str, str]
     listener_reached: list[tuple[str, str]]
     listener_port: int
-    shell: subprocess.CompletedProcess
+    shell: str
     ui_token: str
     ui_list: dict
     ui_bound: list[str]
     ui_without_token: int
+    proxy_said: str
 
 
 @pytest.fixture(scope="module")
@@ -387,8 +419,8 @@ def interactive(engine, tmp_path_factory, compose_up) -> Iterator[Interactive]:
         probed = project.compose(
             "run", "--rm", "-T", "agent", "python3", "-c", PROBE, json.dumps(probe_args)
         )
-        shell = project.compose(
-            "run", "--rm", "-T", "agent", "bash", input="id -un; grep CapEff /proc/self/status\n"
+        shell = project.in_terminal(
+            "run", "--rm", "agent", "bash", typed="id -un; grep CapEff /proc/self/status; exit\n"
         )
         found = re.search(r"PROBE(\{.*\})", probed.stdout)
         assert found, probed.stdout[-3000:] + probed.stderr[-3000:]
@@ -406,12 +438,13 @@ def interactive(engine, tmp_path_factory, compose_up) -> Iterator[Interactive]:
         except urllib.error.HTTPError as e:
             without_token = e.code
         listener_reached = list(listener.reached)
+        proxy_said = project.compose("logs", "--no-color", "proxy").stdout
         (project.directory / "probe.json").write_text(found.group(1))
         _down(project)  # the journal complete: its `stop` last
         yield Interactive(
             project, run, json.loads(found.group(1)), addresses, listener_reached, listener.port,
             shell, token, ui_list,
-            ports.split(), without_token,
+            ports.split(), without_token, proxy_said,
         )  # fmt: skip
     finally:
         listener.close()
@@ -430,7 +463,9 @@ def test_run_with_a_custom_prompt_works_the_same_way(interactive):
 
 
 def test_an_interactive_shell_runs_as_the_agent_without_capabilities(interactive):
-    assert succeeded(interactive.shell).split() == ["agent", "CapEff:", "0000000000000000"]
+    lines = [line.strip() for line in interactive.shell.splitlines()]
+    assert "agent" in lines, interactive.shell
+    assert "CapEff:\t0000000000000000" in lines, interactive.shell
 
 
 def test_the_agent_has_no_capabilities_no_logs_and_no_ca_key(interactive):
@@ -517,6 +552,8 @@ def test_the_ui_answers_on_the_hosts_loopback_only_and_lists_the_run(interactive
     assert any(p and p.startswith(MESSAGES) for p in paths)
     assert interactive.ui_bound == ["8888/tcp", "->", "127.0.0.1:8888"], interactive.ui_bound
     assert interactive.ui_without_token == 401
+    # The URL to open, as the README says: `docker compose logs proxy`.
+    assert f"http://localhost:8888/?token={interactive.ui_token}" in interactive.proxy_said
 
 
 def test_interactive_run_logs_verify_and_audit(interactive):

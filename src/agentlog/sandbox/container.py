@@ -50,9 +50,11 @@ from pathlib import Path
 
 from agentlog.config import parse_route
 from agentlog.errors import ConfigError, UserError
+from agentlog.logsdir import LogsDir
 from agentlog.policy import Policy
 from agentlog.sandbox import firewall, guard
 from agentlog.sandbox.firewall import Firewall
+from agentlog.ui.auth import read_or_create_token
 
 TABLE = "agentlog_docker"
 # The tunnel (docker/entrypoint-agent.sh makes the agent's end with the same values).
@@ -248,6 +250,10 @@ def _publish_ca(logs: Path) -> None:
     staged.rename(CA_DIR / "ca.crt")
 
 
+def say(text: str) -> None:
+    print(f"agentlog container: {text}", file=sys.stderr, flush=True)
+
+
 def up(environ: Mapping[str, str]) -> None:
     link, outside = split(interfaces(_ip_json("addr")), _subnet(environ))
     agent_ip = _agent_ip(environ)
@@ -257,16 +263,15 @@ def up(environ: Mapping[str, str]) -> None:
     own = [i.address for i in interfaces(_ip_json("addr"))]
     blocks = guard_blocks(own, _gateways(), [tunnel.network, link.network, outside.network])
     deny = deny_patterns(blocks, route_targets(environ.get("AGENTLOG_ROUTE", "")))
-    _publish_ca(Path(environ.get("AGENTLOG_LOGS", "/logs")))
+    logs = Path(environ.get("AGENTLOG_LOGS", "/logs"))
+    _publish_ca(logs)
     firewall.apply(agent_firewall(tunnel, AGENT_TUNNEL_IP))
     _run(["nft", "-f", "-"], link_rules(link, agent_ip))
     env = up_environment(environ, tunnel, outside, deny)
-    print(
-        f"agentlog container: the agent's tunnel {TUNNEL_IF} ({PROXY_TUNNEL_IP}) over "
-        f"{link.name} to {agent_ip}, UI on {outside.address}:{UI_PORT}",
-        file=sys.stderr,
-        flush=True,
-    )
+    say(f"the agent's tunnel {TUNNEL_IF} ({PROXY_TUNNEL_IP}) over {link.name} to {agent_ip}")
+    # The UI prints its URL with the container's address; the host's is what works.
+    token = read_or_create_token(LogsDir(logs))
+    say(f"the UI (published on the host's 127.0.0.1): http://localhost:{UI_PORT}/?token={token}")
     os.execvpe(sys.executable, [sys.executable, "-m", "agentlog", "up"], env)
 
 
@@ -288,7 +293,7 @@ def main(argv: list[str]) -> int:
         else:
             raise ConfigError("usage: python -m agentlog.sandbox.container up|health")
     except UserError as e:
-        print(f"agentlog container: {e}", file=sys.stderr)
+        say(str(e))
         return e.status
     return 0
 
