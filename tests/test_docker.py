@@ -388,6 +388,7 @@ class Interactive:
     ui_bound: list[str]
     ui_without_token: int
     proxy_said: str
+    ui_listening: list[str]  # `ss -ltn` on the host: what listens on port 8888
 
 
 @pytest.fixture(scope="module")
@@ -439,12 +440,15 @@ def interactive(engine, tmp_path_factory, compose_up) -> Iterator[Interactive]:
             without_token = e.code
         listener_reached = list(listener.reached)
         proxy_said = project.compose("logs", "--no-color", "proxy").stdout
+        listening = subprocess.run(
+            ["ss", "-Hltn", "sport = :8888"], capture_output=True, text=True
+        ).stdout.split()
         (project.directory / "probe.json").write_text(found.group(1))
         _down(project)  # the journal complete: its `stop` last
         yield Interactive(
             project, run, json.loads(found.group(1)), addresses, listener_reached, listener.port,
             shell, token, ui_list,
-            ports.split(), without_token, proxy_said,
+            ports.split(), without_token, proxy_said, listening,
         )  # fmt: skip
     finally:
         listener.close()
@@ -460,6 +464,9 @@ def test_run_with_a_custom_prompt_works_the_same_way(interactive):
         for x in (project.state / "anthropic.jsonl").read_text().splitlines()
     ]
     assert any("a custom prompt" in json.dumps(p) for p in prompts)
+    requests = project.events("request")
+    messages = [e for e in requests if e["method"] == "POST" and e["path"].startswith(MESSAGES)]
+    assert messages and {e["headers"]["x-api-key"] for e in messages} == {"[REDACTED]"}
 
 
 def test_an_interactive_shell_runs_as_the_agent_without_capabilities(interactive):
@@ -551,6 +558,8 @@ def test_the_ui_answers_on_the_hosts_loopback_only_and_lists_the_run(interactive
     assert "/ignoring-the-proxy" in paths
     assert any(p and p.startswith(MESSAGES) for p in paths)
     assert interactive.ui_bound == ["8888/tcp", "->", "127.0.0.1:8888"], interactive.ui_bound
+    addresses = [word for word in interactive.ui_listening if word.endswith(":8888")]
+    assert addresses == ["127.0.0.1:8888"], interactive.ui_listening
     assert interactive.ui_without_token == 401
     # The URL to open, as the README says: `docker compose logs proxy`.
     assert f"http://localhost:8888/?token={interactive.ui_token}" in interactive.proxy_said
