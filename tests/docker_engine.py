@@ -227,6 +227,7 @@ class Engine:
         return self
 
     def _start(self) -> None:
+        self._stop_stale()
         self._host = HostState.read()
         EXEC_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -256,6 +257,19 @@ class Engine:
         # What a killed run may have left: its containers, networks, volumes.
         for kind in ("container", "network", "volume"):
             self.docker(kind, "prune", "-f", check=False)
+
+    def _stop_stale(self) -> None:
+        """A dockerd of ours that outlived a killed test run (we hold the lock: it is stale)."""
+        try:
+            pid = int((EXEC_ROOT / "dockerd.pid").read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(self.data_root).encode() in cmdline:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
 
     def __exit__(self, *exc: object) -> None:
         try:
