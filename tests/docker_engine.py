@@ -152,6 +152,12 @@ def _empty(what: str, kind: str = "table") -> bool:
     )
 
 
+def _unmount_under(root: Path) -> None:
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
 def _save(tool: str) -> str:
     return run(f"{tool}-save").stdout
 
@@ -298,7 +304,7 @@ class Engine:
             self._process.wait()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signal.SIGKILL)  # containerd and shims, if any
-        subprocess.run(["umount", "-R", str(EXEC_ROOT)], check=False, capture_output=True)
+        _unmount_under(EXEC_ROOT)  # dockerd leaves netns/default (the host's) mounted
 
     def docker(self, *args: str | Path, check: bool = True, timeout: float = 600):
         command = [DOCKER, *map(str, args)]
