@@ -34,6 +34,7 @@ Run (as root):  .venv/bin/python bench/bench_sandbox.py [--seconds 10] [--rounds
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from common import BIN, ROOT, announce, cpu_text, fmt, load_parser, median, verdict, write_results
@@ -89,12 +91,25 @@ def run(args: argparse.Namespace) -> dict:
                     )
         bench.check_alive()
     finally:
-        bench.stop()
-        shutil.rmtree(client_dir, ignore_errors=True)
-    after = checks(bench, host_before)
-    if not args.keep:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with unstoppable():
+            bench.stop()
+            after = checks(bench, host_before)
+            shutil.rmtree(client_dir, ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(tmp, ignore_errors=True)
     return {**summary(raw), "after": after, "commands": bench.commands}
+
+
+@contextlib.contextmanager
+def unstoppable() -> Iterator[None]:
+    """The teardown is not cut short by a second signal (it bounds its own waits)."""
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def checks(bench: SandboxBench, host_before: dict[str, list[str]]) -> dict:
@@ -112,6 +127,10 @@ def checks(bench: SandboxBench, host_before: dict[str, list[str]]) -> dict:
             "seconds": round(time.monotonic() - started, 1),
         }
     changed = hoststate.differences(host_before, hoststate.snapshot())
+    if changed:
+        print(f"THE HOST CHANGED (another engineer's dockerd, or ours?):\n{changed}")
+    else:
+        print("host: namespaces, links, nft ruleset and iptables as before", flush=True)
     return {"sandbox_exit_status": bench.sandbox_status, "audit": audit, "host_changed": changed}
 
 
@@ -196,10 +215,6 @@ def report(result: dict, args: argparse.Namespace) -> None:
     if after["audit"] is not None:
         audit = after["audit"]
         print(f"agentlog audit: exit {audit['status']} in {audit['seconds']}s: {audit['said']}")
-    if after["host_changed"]:
-        print(f"THE HOST CHANGED (another engineer's dockerd, or ours?):\n{after['host_changed']}")
-    else:
-        print("host: namespaces, links, nft ruleset and iptables as before")
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
@@ -221,8 +236,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _out_of_time(signum: int, frame: object) -> None:
-    raise TimeoutError("bench_sandbox: over its time budget, stopping")
+class Stopped(Exception):
+    """Over the time budget, or told to stop: unwinds through the teardown."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    why = "over its time budget" if signum == signal.SIGALRM else signal.strsignal(signum)
+    raise Stopped(f"bench_sandbox: {why}, stopping")
 
 
 def main() -> int:
@@ -230,12 +250,18 @@ def main() -> int:
     command = announce()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"# load average at the start: {load}", flush=True)
-    # Hard stop: whatever happens, the script ends by itself (and tears down first).
+    # Hard stop: whatever happens, the script ends by itself. Running out of time,
+    # SIGTERM and Ctrl-C unwind through the teardown.
     budget = 3 * (args.seconds + args.serial_seconds) * 1.5 + args.rounds * 6 * 15 + 120
-    signal.signal(signal.SIGALRM, _out_of_time)
+    for sig in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     signal.alarm(int(budget))
     started = time.time()
-    result = run(args)
+    try:
+        result = run(args)
+    except Stopped as e:
+        print(e, file=sys.stderr)
+        return 1
     signal.alarm(0)
     report(result, args)
     write_results(args.output, command, started, args, result, load_at_start=load)
