@@ -7,6 +7,8 @@ sandbox, against the local fakes only (the test allowlist, names routed to
 
 from __future__ import annotations
 
+import pwd
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -17,7 +19,15 @@ from tests.fakes.tcp_echo import FakeTcp
 from tests.harness import agentlog, verify
 from tests.netns import AgentNamespace, can_make_namespaces
 from tests.probes import QUIC_INITIAL, Listener
-from tests.sandbox_runs import agent_python, agentlog_run, events, shared_dir, start_run
+from tests.sandbox_runs import (
+    AGENT_USER,
+    PYTHON,
+    agent_python,
+    agentlog_run,
+    events,
+    shared_dir,
+    start_run,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -124,8 +134,10 @@ def test_raw_tcp_is_recorded_and_refused_by_policy(tmp_path, args, echo):
     relays = {e["domain"]: e for e in found if e["event"] == "tcp"}
     assert relays[ECHO_AT]["decision"] == "allowed" and relays[ECHO_AT]["port"] == 7
     assert relays[ECHO_AT]["mode"] == "transparent"
+    assert relays[ECHO_AT]["agent_dst"] == f"{ECHO_AT}:7"
     [end] = [e for e in found if e["event"] == "tcp_end"]
     assert (end["bytes_from_client"], end["bytes_from_server"]) == (5, 5)
+    assert end["id"] == relays[ECHO_AT]["id"] and end["duration_ms"] > 0
     assert relays[REFUSED_AT]["decision"] == "blocked"
     [blocked] = [e for e in found if e["event"] == "blocked"]
     assert blocked["domain"] == REFUSED_AT and blocked["id"] == relays[REFUSED_AT]["id"]
@@ -203,11 +215,14 @@ def test_udp_quic_and_ping_become_bypass_events_within_5s_and_reach_nothing(tmp_
                 break
             time.sleep(0.1)
         assert wanted <= seen, seen
-        assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
+        status = run.wait(60)
+        stderr = run.stderr.read() if run.stderr else ""
+        assert status == 0, stderr
     finally:
         udp.close()
         quic.close()
     assert udp.hits == [] and quic.hits == []
+    finished(logs, subprocess.CompletedProcess(run.args, status, "", stderr))
     bypasses = events(logs, "bypass")
     assert sum(e["packets"] for e in bypasses if e["port"] == udp.port) == 3
 
@@ -287,7 +302,9 @@ for name in ("requests.jsonl", "ca.key", "journal.key", "keys.log", "ui-token"):
 attempt("append", lambda: open(os.path.join(logs, "requests.jsonl"), "ab").write(b"{}\\n"))
 attempt("delete", lambda: os.unlink(os.path.join(logs, "requests.jsonl")))
 attempt("chmod", lambda: os.chmod(logs, 0o777))
+attempt("rename", lambda: os.rename(logs, logs + ".moved"))
 attempt("environ", lambda: open(f"/proc/{os.getppid()}/environ", "rb").read())
+attempt("kill the proxy", lambda: os.kill(os.getppid(), 9))  # our parent: agentlog run
 """
 
 
@@ -300,10 +317,36 @@ def test_the_logs_cannot_be_read_or_changed_by_the_command(args):
         result = agentlog_run(logs, args, *script, str(logs))
         assert result.returncode == 0, result.stderr
         said = result.stdout.splitlines()
-        assert len(said) == 10 and all(line.startswith("refused") for line in said), said
+        assert len(said) == 12 and all(line.startswith("refused") for line in said), said
         assert logs.stat().st_mode & 0o777 == 0o700
         finished(logs, result)
         assert verify(logs).returncode == 0
+
+
+SCRIPT = f"""
+import os, sys, urllib.request
+# urllib takes HTTPS_PROXY, and ssl the CA bundle (SSL_CERT_FILE), from the environment
+with urllib.request.urlopen("https://{UPSTREAM}/hello", timeout=20) as response:
+    print(response.status, response.read().decode())
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(os.getuid(), *(status[k].strip() for k in ("NoNewPrivs", "CapEff", "CapBnd")))
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def test_python3_script_py_runs_as_the_user_without_privileges(args):
+    """`agentlog run -- python3 script.py`, from the script's directory, as a user would."""
+    with shared_dir() as shared:
+        (shared / "script.py").write_text(SCRIPT)
+        (shared / "script.py").chmod(0o644)
+        logs = shared / "logs"
+        result = agentlog_run(logs, args, PYTHON, "script.py", "3", cwd=shared)
+        assert result.returncode == 3, result.stderr
+        nobody = pwd.getpwnam(AGENT_USER).pw_uid
+        zero = "0" * 16
+        assert result.stdout.splitlines() == ["200 hello", f"{nobody} 1 {zero} {zero}"]
+        [request] = [e for e in finished(logs, result) if e["event"] == "request"]
+        assert request["domain"] == UPSTREAM and request["mode"] == "regular"
 
 
 def test_the_exit_status_is_the_commands(tmp_path, args):
