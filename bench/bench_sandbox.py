@@ -153,6 +153,7 @@ def summary(raw: dict[str, dict[str, list[dict]]]) -> dict:
             "capture_cpu_us_per_req": median(
                 [sum(per_req_us(x, c) for c in CHILDREN) for x in load]
             ),
+            "proxy_sys_share_pct": median([x["proxy_sys_share_pct"] for x in load]),
             "client_cpu_pct": median([x["cpu_pct"]["client"] for x in load]),
             "errors": sum(x["errors"] for kind in raw[setup].values() for x in kind),
         }
@@ -182,7 +183,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
     )
     header = (
         f"{'setup':12s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'1c req/s':>8s} "
-        f"{'1c p50':>7s} {'1c p99':>7s} {'proxy%':>7s} {'us/req':>7s} {'capt us':>7s} "
+        f"{'1c p50':>7s} {'1c p99':>7s} {'proxy%':>7s} {'us/req':>7s} {'sys%':>5s} {'capt us':>7s} "
         f"{'client%':>7s}"
     )
     print(header)
@@ -192,10 +193,14 @@ def report(result: dict, args: argparse.Namespace) -> None:
             f"{setup:12s} {fmt(m['rps'], 0):>7s} {fmt(m['p50_ms']):>7s} {fmt(m['p99_ms']):>7s} "
             f"{fmt(m['serial_rps'], 0):>8s} {fmt(m['serial_p50_ms']):>7s} "
             f"{fmt(m['serial_p99_ms']):>7s} {fmt(m['proxy_cpu_pct'], 0):>7s} "
-            f"{fmt(m['proxy_cpu_us_per_req'], 0):>7s} {fmt(m['capture_cpu_us_per_req'], 0):>7s} "
+            f"{fmt(m['proxy_cpu_us_per_req'], 0):>7s} {fmt(m['proxy_sys_share_pct'], 0):>5s} "
+            f"{fmt(m['capture_cpu_us_per_req'], 0):>7s} "
             f"{fmt(m['client_cpu_pct'], 0):>7s}"
         )
-    print("(us/req: the proxy's CPU per request; capt us: tcpdump's and the rotator's)")
+    print(
+        "(us/req: the proxy's CPU per request, sys%: the kernel's share of it; "
+        "capt us: tcpdump's and the rotator's CPU per request)"
+    )
     print()
     for setup in SANDBOXED:
         print(

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import loadgen
 from capture_setups import CHILDREN, children_of
-from common import BIN, HOST, free_port, wait_file_text
+from common import BIN, HOST, free_port, stat_fields, wait_file_text
 from setups import Bench
 
 EXPLICIT, TRANSPARENT, ON_HOST = "explicit", "transparent", "host"
@@ -168,6 +168,7 @@ class SandboxBench(Bench):
         if setup in SANDBOXED:
             pids.update(children_of(proxy))  # tcpdump and the rotator on the sandbox's veth
         job = {**self.targets[setup], "kind": kind, "pids": pids, **fields}
+        before = user_sys(proxy)
         if setup in SANDBOXED:
             sandbox = self.procs["sandbox"]
             assert sandbox.stdin is not None
@@ -186,7 +187,17 @@ class SandboxBench(Bench):
             result = json.loads(done.stdout)
         if "error" in result:
             raise RuntimeError(f"client for {setup}/{kind} failed: {result['error']}")
+        user, system = (b - a for a, b in zip(before, user_sys(proxy), strict=True))
+        # the kernel's share of the proxy's CPU (the whole client run, warmup included):
+        # where the veth, the firewall and capture would show
+        result["proxy_sys_share_pct"] = round(100 * system / max(1, user + system), 1)
         return result
+
+
+def user_sys(pid: int) -> tuple[int, int]:
+    """(user, system) jiffies of process `pid` so far, all threads."""
+    fields = stat_fields(f"/proc/{pid}/stat")
+    return int(fields[11]), int(fields[12])
 
 
 def _end_sandbox(proc: subprocess.Popen) -> int:
