@@ -10,11 +10,20 @@ from __future__ import annotations
 import pwd
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from subprocess import PIPE
 
+import httpx
 import pytest
 
-from tests.conftest import BLOCKED, UPSTREAM, assert_every_request_closed_once, proxy_args
+from tests.conftest import (
+    BLOCKED,
+    UPSTREAM,
+    assert_every_request_closed_once,
+    free_port,
+    proxy_args,
+)
 from tests.fakes.tcp_echo import FakeTcp
 from tests.harness import agentlog, verify
 from tests.netns import AgentNamespace, can_make_namespaces
@@ -265,6 +274,82 @@ print(dial(host, proxy_port, b"CONNECT {other.agent_ip}:{neighbour.port} HTTP/1.
     assert service.hits == [] and ui.hits == [] and neighbour.hits == []
     found = finished(logs, result)
     assert len([e for e in found if e["event"] == "blocked"]) == 5
+
+
+UI_PROBES = """
+import os, socket, sys
+host = os.environ["HTTPS_PROXY"].split("//")[1].split(":")[0]
+proxy_port = int(os.environ["HTTPS_PROXY"].rsplit(":", 1)[1])
+ui_port = int(sys.argv[1])
+print(host, flush=True)
+token = sys.stdin.readline().strip()  # the worst case: the token has leaked to the agent
+def get(target):
+    return (f"GET /api/exchanges HTTP/1.1\\r\\nHost: {target}:{ui_port}\\r\\n"
+            f"Authorization: Bearer {token}\\r\\nConnection: close\\r\\n\\r\\n").encode()
+def dial(address, port, target, tunnel=False):
+    connect = f"CONNECT {target}:{ui_port} HTTP/1.1\\r\\n\\r\\n".encode()
+    try:
+        with socket.create_connection((address, port), timeout=5) as s:
+            s.sendall(connect if tunnel else get(target))
+            answer = s.recv(4096)
+            if tunnel and answer.startswith(b"HTTP/1.1 200"):
+                s.sendall(get(target))
+                answer = s.recv(4096)
+    except OSError as e:
+        return type(e).__name__
+    return "blocked" if b"x-agentlog: blocked" in answer else answer.split(b"\\r\\n")[0]
+print(dial(host, ui_port, host))
+print(dial("127.0.0.1", ui_port, "127.0.0.1"))  # the namespace's own loopback: nothing there
+for target in ("127.0.0.1", "localhost", host):
+    print(dial(host, proxy_port, target, tunnel=True))
+"""
+
+
+def test_the_real_ui_on_every_address_is_out_of_reach_even_with_its_token(args):
+    """`--ui 0.0.0.0:PORT`: the UI listens on the sandbox's link too, and the agent
+    holds the token; directly and through the proxy it still gets only agentlog's 403."""
+    port = free_port()
+    with shared_dir() as shared:
+        logs = shared / "logs"
+        extra = ["--ui", f"0.0.0.0:{port}", "--allow", "10.231.0.0/16"]
+        run = start_run(logs, [*args, *extra], *agent_python(UI_PROBES), str(port), stdin=PIPE)
+        assert run.stdout is not None and run.stdin is not None
+        host = run.stdout.readline().strip()
+        token = wait_for_file(logs / "ui-token").strip()
+        # The control: from the host the UI answers there.
+        url = f"http://{host}:{port}/api/exchanges"
+        headers = {"Authorization": f"Bearer {token}", "Host": f"localhost:{port}"}
+        assert eventually(lambda: httpx.get(url, headers=headers, timeout=5).status_code) == 200
+        run.stdin.write(token + "\n")
+        run.stdin.close()
+        status = run.wait(60)
+        stderr = run.stderr.read() if run.stderr else ""
+        assert status == 0, stderr
+        said = run.stdout.read().splitlines()
+        assert said == ["blocked", "ConnectionRefusedError", *["blocked"] * 3], said
+        found = finished(logs, subprocess.CompletedProcess(run.args, status, "", stderr))
+        blocked = sorted((e["domain"], str(e["rule"])) for e in found if e["event"] == "blocked")
+        # loopback by the allowlist; the link's address by the guard, though --allow'ed
+        guarded = (host, "deny 10.231.0.0/16")
+        assert blocked == sorted([("127.0.0.1", "None"), ("localhost", "None"), *[guarded] * 2])
+
+
+def wait_for_file(path: Path, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+    return path.read_text()
+
+
+def eventually(probe: Callable[[], object], timeout: float = 30) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return probe()
+        except (OSError, httpx.HTTPError):
+            assert time.monotonic() < deadline, "never answered"
+            time.sleep(0.2)
 
 
 def test_the_guard_refuses_the_host_even_when_the_policy_allows_it(tmp_path, args):
