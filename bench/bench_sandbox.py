@@ -25,8 +25,9 @@ medians reported:
           adds when the proxy is not saturated)
 
 Targets: explicit and transparent req/s >= 0.9 x host. Afterwards: `agentlog
-audit` on the sandbox's logs (every captured flow accounted for), and the host's
-namespaces, links and rulesets as they were before (tests/hoststate.py).
+audit` on the sandbox's logs (every captured flow accounted for), nothing named
+after the sandbox left (exit 1 otherwise), and the host's namespaces, links and
+rulesets compared with before (tests/hoststate.py).
 
 Run (as root):  .venv/bin/python bench/bench_sandbox.py [--seconds 10] [--rounds 3]
 """
@@ -50,6 +51,7 @@ from common import BIN, ROOT, announce, cpu_text, fmt, load_parser, median, verd
 from sandbox_setups import CHILDREN, ON_HOST, SANDBOXED, SETUPS, SandboxBench, client_copy
 
 sys.path.insert(0, str(ROOT))
+from agentlog.sandbox import leftovers  # noqa: E402
 from tests import hoststate  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "sandbox.json"
@@ -126,12 +128,21 @@ def checks(bench: SandboxBench, host_before: dict[str, list[str]]) -> dict:
             "said": (done.stdout + done.stderr).strip().splitlines()[-3:],
             "seconds": round(time.monotonic() - started, 1),
         }
+    # Ours: anything still named after the sandbox (namespace, links, table, files).
+    left = bench.sandbox_name in leftovers.sandbox_names() if bench.sandbox_name else False
     changed = hoststate.differences(host_before, hoststate.snapshot())
-    if changed:
-        print(f"THE HOST CHANGED (another engineer's dockerd, or ours?):\n{changed}")
+    if left:
+        print(f"THE SANDBOX {bench.sandbox_name} IS STILL THERE: sudo agentlog clean")
+    if changed:  # on a shared machine: someone's dockerd, say
+        print(f"the host changed meanwhile (not the sandbox's own parts):\n{changed}")
     else:
         print("host: namespaces, links, nft ruleset and iptables as before", flush=True)
-    return {"sandbox_exit_status": bench.sandbox_status, "audit": audit, "host_changed": changed}
+    return {
+        "sandbox_exit_status": bench.sandbox_status,
+        "audit": audit,
+        "sandbox_left": left,
+        "host_changed": changed,
+    }
 
 
 def summary(raw: dict[str, dict[str, list[dict]]]) -> dict:
@@ -209,8 +220,8 @@ def report(result: dict, args: argparse.Namespace) -> None:
             f"{verdict(result['targets_met'][f'{setup}_rps_over_host'])}"
         )
         print(
-            f"{setup:11s} p50 - host p50       {r[f'{setup}_p50_minus_host_ms']:+6.2f} ms  "
-            f"1 connection {r[f'{setup}_serial_p50_minus_host_ms']:+6.2f} ms"
+            f"{setup:11s} p50 - host p50       {ms(r[f'{setup}_p50_minus_host_ms'])}  "
+            f"1 connection {ms(r[f'{setup}_serial_p50_minus_host_ms'])}"
         )
     errors = {s: m["errors"] for s, m in med.items() if m["errors"]}
     if errors:
@@ -221,6 +232,10 @@ def report(result: dict, args: argparse.Namespace) -> None:
         audit = after["audit"]
         print(f"agentlog audit: exit {audit['status']} in {audit['seconds']}s: {audit['said']}")
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+def ms(difference: float) -> str:
+    return "-" if difference != difference else f"{difference:+6.2f} ms"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -270,7 +285,7 @@ def main() -> int:
     signal.alarm(0)
     report(result, args)
     write_results(args.output, command, started, args, result, load_at_start=load)
-    return 0 if not result["after"]["host_changed"] else 1
+    return 1 if result["after"]["sandbox_left"] else 0
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class SandboxBench(Bench):
         self.logs_of: dict[str, Path] = {}
         self.answers: queue.Queue[str | None] = queue.Queue()
         self.sandbox_status: int | None = None
+        self.sandbox_name: str | None = None
         self.ready: dict = {}
 
     # -- processes ------------------------------------------------------
@@ -117,6 +118,7 @@ class SandboxBench(Bench):
         proxy = self.ready["env"]["HTTPS_PROXY"].split("//", 1)[1].rstrip("/")
         proxy_host, proxy_port = proxy.rsplit(":", 1)
         bundle = self.ready["env"]["SSL_CERT_FILE"]  # the system's CAs and agentlog's
+        self.sandbox_name = Path(bundle).parent.name  # /run/agentlog/<name>/ca-bundle.pem
         self.targets[EXPLICIT] = {
             "host": proxy_host,
             "port": int(proxy_port),
