@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import struct
@@ -92,11 +91,6 @@ def _host_cpu() -> tuple[int, int]:
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])  # without guest time (already in user)
     return total - idle, total
-
-
-def _used_subnets() -> set[int]:
-    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
-    return {int(m) for m in re.findall(r"\b10\.231\.(\d+)\.\d+/", out)}
 
 
 def _pcap_packets(files: list[Path]) -> int:
@@ -297,12 +291,6 @@ def missing_tools() -> str | None:
 
 
 def enter_namespaces(stack: contextlib.ExitStack) -> dict[str, AgentNamespace]:
-    """A namespace per setup, on free 10.231.N.0/30 subnets; `stack` removes them."""
-    free = sorted(set(range(1, 250)) - _used_subnets())
-    if len(free) < 2:
-        raise RuntimeError("no free 10.231.N.0/30 subnets left")
-    tag = f"alb{os.getpid() % 100000}"
-    return {
-        PLAIN: stack.enter_context(AgentNamespace(name=f"{tag}n", subnet=free[-1])),
-        CAPTURE: stack.enter_context(AgentNamespace(name=f"{tag}c", subnet=free[-2])),
-    }
+    """A namespace per setup (the sandbox's kind: a unique name and a free /30 of
+    10.231.0.0/16, which `agentlog clean` knows); `stack` removes them."""
+    return {setup: stack.enter_context(AgentNamespace()) for setup in (PLAIN, CAPTURE)}

@@ -10,21 +10,31 @@ The job (a JSON object):
   port           where to connect, on `host` (default 127.0.0.1)
   cafile         the CA that signed the certificate the client will see
   proxied        true: open a CONNECT tunnel to the upstream first
-  upstream_port  the upstream's port on 127.0.0.1
+  upstream_port  the upstream's port, as the client names it
+  name           the upstream's name: CONNECT target, TLS server name and Host
+                 (default 127.0.0.1, where the upstream listens)
   pids           {name: pid} of the processes whose CPU % the result reports
                  (load only; the client's own CPU is added as "client")
   seconds        load: measured time; sse: time limit
   load:  conns (keep-alive connections, one request in flight on each), warmup
   sse:   runs (fresh tunnels, two requests each: cold then warm), sse_path
 
+Run:  python bench/loadgen.py --serve     (one job per stdin line, one result line
+                                          each; a first line {"ready": ...} says who
+                                          runs it and its proxy and CA variables)
+
 Each response is time-stamped in data_received, so the latency does not
 include the client's own task scheduling.
+
+It needs only the standard library and common.py beside it, so any python3
+runs it: bench_sandbox.py runs a copy as the sandbox's unprivileged user.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import ssl
 import statistics
@@ -131,21 +141,27 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
 
+def authority(job: dict) -> str:
+    """The upstream as the client names it: the CONNECT target and the Host header."""
+    return f"{job.get('name', HOST)}:{job['upstream_port']}"
+
+
 async def connect(job: dict) -> _Conn:
     """A TLS connection to the upstream, directly or through a CONNECT tunnel."""
     loop = asyncio.get_running_loop()
     ctx = ssl.create_default_context(cafile=job["cafile"])
     ctx.set_alpn_protocols(["http/1.1"])
-    # "host": where to connect (default 127.0.0.1); the upstream is always on HOST
+    # "host": where to connect (default 127.0.0.1); a name is resolved as the client's
+    # resolver does (in a sandbox: agentlog's DNS)
     transport, conn = await loop.create_connection(_Conn, job.get("host", HOST), job["port"])
     if job["proxied"]:
-        target = f"{HOST}:{job['upstream_port']}"
+        target = authority(job)
         await conn.roundtrip(
             f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode(), "connect"
         )
         if not conn.status_ok:
             raise RuntimeError(f"CONNECT refused by the proxy on port {job['port']}")
-    tls = await loop.start_tls(transport, conn, ctx, server_hostname=HOST)
+    tls = await loop.start_tls(transport, conn, ctx, server_hostname=job.get("name", HOST))
     if tls is None:
         raise RuntimeError("TLS handshake failed")
     conn.transport = tls
@@ -154,7 +170,7 @@ async def connect(job: dict) -> _Conn:
 
 async def _load(job: dict) -> dict:
     """`conns` connections, each doing sequential GETs, for warmup + seconds."""
-    request = f"GET /hello HTTP/1.1\r\nHost: {HOST}:{job['upstream_port']}\r\n\r\n".encode()
+    request = f"GET /hello HTTP/1.1\r\nHost: {authority(job)}\r\n\r\n".encode()
     conns = await asyncio.gather(*(connect(job) for _ in range(job["conns"])))
     start = time.perf_counter() + job["warmup"]
     end = start + job["seconds"]
@@ -201,7 +217,7 @@ async def _load(job: dict) -> dict:
 async def _sse(job: dict) -> dict:
     """Fresh tunnel per run; two SSE requests on it (cold, then warm)."""
     path = job["sse_path"]
-    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{job['upstream_port']}\r\n\r\n".encode()
+    request = f"GET {path} HTTP/1.1\r\nHost: {authority(job)}\r\n\r\n".encode()
     deadline = time.perf_counter() + job["seconds"]
     cold: list[float] = []
     warm: list[float] = []
@@ -229,13 +245,34 @@ async def _sse(job: dict) -> dict:
     }
 
 
+def run(job: dict) -> dict:
+    return asyncio.run(_sse(job) if job["kind"] == "sse" else _load(job))
+
+
+SERVE_ENV = ("HTTPS_PROXY", "SSL_CERT_FILE")
+
+
+def serve() -> int:
+    """Jobs from stdin, results to stdout, a line each, until stdin ends. A job that
+    fails answers {"error": ...}: the caller reports it, this keeps serving."""
+    ready = {"uid": os.getuid(), "env": {k: os.environ.get(k) for k in SERVE_ENV}}
+    print(json.dumps({"ready": ready}), flush=True)
+    for line in sys.stdin:
+        try:
+            result = run(json.loads(line))
+        except Exception as e:  # noqa: BLE001 - said to the caller, who decides
+            result = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(result), flush=True)
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--serve"]:
+        return serve()
     if len(sys.argv) != 2:
-        print("usage: loadgen.py JOB_JSON", file=sys.stderr)
+        print("usage: loadgen.py JOB_JSON | loadgen.py --serve", file=sys.stderr)
         return 2
-    job = json.loads(sys.argv[1])
-    result = asyncio.run(_sse(job) if job["kind"] == "sse" else _load(job))
-    print(json.dumps(result), flush=True)
+    print(json.dumps(run(json.loads(sys.argv[1]))), flush=True)
     return 0
 
 

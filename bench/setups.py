@@ -44,7 +44,7 @@ class Bench:
         if name in self.pin_map:
             cmd = ["taskset", "-c", self.pin_map[name], *cmd]
         self.commands[name] = cmd
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kwargs)
+        proc = subprocess.Popen(cmd, **{"stdin": subprocess.DEVNULL, **kwargs})
         self.procs[name] = proc
         return proc
 
@@ -82,15 +82,16 @@ class Bench:
         for job in self.targets.values():
             job["upstream_port"] = self.upstream_port
 
-    def start_upstream(self) -> Path:
+    def start_upstream(self, names: tuple[str, ...] = ()) -> Path:
         """The fake HTTPS upstream on HOST (sets self.upstream_port and the `direct`
-        target); returns the CA file that signed its certificate."""
+        target), its certificate also valid for `names`; returns the CA file that
+        signed it."""
         sys.path.insert(0, str(ROOT))
         from tests.fakes.certs import issue_leaf, make_ca
 
         ca = make_ca("agentlog bench CA")
         ca_file = ca.write(self.tmp, "upstream-ca.pem")
-        cert, key = issue_leaf(ca, ["127.0.0.1", "localhost"]).write(self.tmp, "upstream")
+        cert, key = issue_leaf(ca, ["127.0.0.1", "localhost", *names]).write(self.tmp, "upstream")
         out = (self.tmp / "upstream.out").open("w+")
         up = self.spawn(
             "upstream",

@@ -37,15 +37,14 @@ def run_command(logs: Path, args: list[str], command: list[str]) -> list[str]:
 def agentlog_run(
     logs: Path, args: list[str], *command: str, timeout: float = 90, **kwargs
 ) -> subprocess.CompletedProcess:
-    """Run `command` under `agentlog run`, to its end."""
+    """Run `command` under `agentlog run`, to its end (from / unless `cwd` says)."""
     return subprocess.run(
         run_command(logs, args, list(command)),
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd="/",
         check=False,
-        **kwargs,
+        **{"cwd": "/", **kwargs},
     )
 
 

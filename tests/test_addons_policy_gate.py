@@ -140,6 +140,15 @@ def test_a_name_routed_to_a_denied_address_gets_a_403_saying_so():
     )
 
 
+def test_with_address_rules_a_request_that_needs_no_lookup_is_decided_at_once():
+    routes = {"in.test": ("10.1.1.1", 80), "ok.test": ("192.0.2.1", 80)}
+    g = gate(deny=("10.0.0.0/8",), routes=routes)
+    refused, allowed = request_to("in.test", port=80), request_to("ok.test", port=80)
+    assert g.requestheaders(refused) is None and g.requestheaders(allowed) is None
+    assert "in.test is routed to 10.1.1.1" in refusal_of(refused)
+    assert allowed.response is None and allowed.metadata[DECISION].allowed
+
+
 def test_with_address_rules_a_name_with_only_allowed_addresses_goes_on():
     flow = request_to("api.test")
     assert judge(gate(deny=("10.0.0.0/8",), dns={"api.test": ["192.0.2.7"]}), flow) is None

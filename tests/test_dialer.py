@@ -114,6 +114,32 @@ def test_without_address_rules_nothing_is_resolved_and_names_are_dialled_canonic
     assert dns.lookups == []
 
 
+def test_a_plan_that_needs_no_lookup_is_made_at_once_and_one_that_does_is_not():
+    async def scenario():
+        dns = ScriptedDns(api_test=[["192.0.2.1"]])
+        dialer = Dialer(DENY_LOOPBACK, {"local.test": ("127.0.0.1", 9000)}, dns)
+        routed = dialer.plan_now("local.test", 443)
+        before = dialer.plan_now("api.test", 443)  # not looked up yet
+        looked_up = await dialer.plan("api.test", 443)
+        after = dialer.plan_now("api.test", 443)
+        return dns, routed, before, looked_up, after
+
+    dns, routed, before, looked_up, after = asyncio.run(scenario())
+    assert routed is not None and not routed.decision.allowed
+    assert routed.decision.reason == "rule 'deny 127.0.0.0/8': local.test is routed to 127.0.0.1"
+    assert before is None and after == looked_up and after.target == ("192.0.2.1", 443)
+    assert dns.lookups == ["api.test"]
+
+
+def test_past_remember_a_plan_needs_its_lookup_again():
+    async def scenario():
+        dialer = Dialer(DENY_LOOPBACK, {}, ScriptedDns(api_test=[["192.0.2.1"]]), remember=0)
+        await dialer.plan("api.test", 443)
+        return dialer.plan_now("api.test", 443)
+
+    assert asyncio.run(scenario()) is None
+
+
 def test_ip_literals_are_judged_without_dns():
     dns = ScriptedDns()
     refused = plan(Dialer(DENY_LOOPBACK, {}, dns), "[::ffff:7f00:1]")

@@ -7,17 +7,36 @@ sandbox, against the local fakes only (the test allowlist, names routed to
 
 from __future__ import annotations
 
+import pwd
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from subprocess import PIPE
 
+import httpx
 import pytest
 
-from tests.conftest import BLOCKED, UPSTREAM, assert_every_request_closed_once, proxy_args
+from tests.conftest import (
+    BLOCKED,
+    UPSTREAM,
+    assert_every_request_closed_once,
+    free_port,
+    proxy_args,
+)
 from tests.fakes.tcp_echo import FakeTcp
 from tests.harness import agentlog, verify
 from tests.netns import AgentNamespace, can_make_namespaces
 from tests.probes import QUIC_INITIAL, Listener
-from tests.sandbox_runs import agent_python, agentlog_run, events, shared_dir, start_run
+from tests.sandbox_runs import (
+    AGENT_USER,
+    PYTHON,
+    agent_python,
+    agentlog_run,
+    events,
+    shared_dir,
+    start_run,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -124,8 +143,10 @@ def test_raw_tcp_is_recorded_and_refused_by_policy(tmp_path, args, echo):
     relays = {e["domain"]: e for e in found if e["event"] == "tcp"}
     assert relays[ECHO_AT]["decision"] == "allowed" and relays[ECHO_AT]["port"] == 7
     assert relays[ECHO_AT]["mode"] == "transparent"
+    assert relays[ECHO_AT]["agent_dst"] == f"{ECHO_AT}:7"
     [end] = [e for e in found if e["event"] == "tcp_end"]
     assert (end["bytes_from_client"], end["bytes_from_server"]) == (5, 5)
+    assert end["id"] == relays[ECHO_AT]["id"] and end["duration_ms"] > 0
     assert relays[REFUSED_AT]["decision"] == "blocked"
     [blocked] = [e for e in found if e["event"] == "blocked"]
     assert blocked["domain"] == REFUSED_AT and blocked["id"] == relays[REFUSED_AT]["id"]
@@ -203,11 +224,14 @@ def test_udp_quic_and_ping_become_bypass_events_within_5s_and_reach_nothing(tmp_
                 break
             time.sleep(0.1)
         assert wanted <= seen, seen
-        assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
+        status = run.wait(60)
+        stderr = run.stderr.read() if run.stderr else ""
+        assert status == 0, stderr
     finally:
         udp.close()
         quic.close()
     assert udp.hits == [] and quic.hits == []
+    finished(logs, subprocess.CompletedProcess(run.args, status, "", stderr))
     bypasses = events(logs, "bypass")
     assert sum(e["packets"] for e in bypasses if e["port"] == udp.port) == 3
 
@@ -252,6 +276,82 @@ print(dial(host, proxy_port, b"CONNECT {other.agent_ip}:{neighbour.port} HTTP/1.
     assert len([e for e in found if e["event"] == "blocked"]) == 5
 
 
+UI_PROBES = """
+import os, socket, sys
+host = os.environ["HTTPS_PROXY"].split("//")[1].split(":")[0]
+proxy_port = int(os.environ["HTTPS_PROXY"].rsplit(":", 1)[1])
+ui_port = int(sys.argv[1])
+print(host, flush=True)
+token = sys.stdin.readline().strip()  # the worst case: the token has leaked to the agent
+def get(target):
+    return (f"GET /api/exchanges HTTP/1.1\\r\\nHost: {target}:{ui_port}\\r\\n"
+            f"Authorization: Bearer {token}\\r\\nConnection: close\\r\\n\\r\\n").encode()
+def dial(address, port, target, tunnel=False):
+    connect = f"CONNECT {target}:{ui_port} HTTP/1.1\\r\\n\\r\\n".encode()
+    try:
+        with socket.create_connection((address, port), timeout=5) as s:
+            s.sendall(connect if tunnel else get(target))
+            answer = s.recv(4096)
+            if tunnel and answer.startswith(b"HTTP/1.1 200"):
+                s.sendall(get(target))
+                answer = s.recv(4096)
+    except OSError as e:
+        return type(e).__name__
+    return "blocked" if b"x-agentlog: blocked" in answer else answer.split(b"\\r\\n")[0]
+print(dial(host, ui_port, host))
+print(dial("127.0.0.1", ui_port, "127.0.0.1"))  # the namespace's own loopback: nothing there
+for target in ("127.0.0.1", "localhost", host):
+    print(dial(host, proxy_port, target, tunnel=True))
+"""
+
+
+def test_the_real_ui_on_every_address_is_out_of_reach_even_with_its_token(args):
+    """`--ui 0.0.0.0:PORT`: the UI listens on the sandbox's link too, and the agent
+    holds the token; directly and through the proxy it still gets only agentlog's 403."""
+    port = free_port()
+    with shared_dir() as shared:
+        logs = shared / "logs"
+        extra = ["--ui", f"0.0.0.0:{port}", "--allow", "10.231.0.0/16"]
+        run = start_run(logs, [*args, *extra], *agent_python(UI_PROBES), str(port), stdin=PIPE)
+        assert run.stdout is not None and run.stdin is not None
+        host = run.stdout.readline().strip()
+        token = wait_for_file(logs / "ui-token").strip()
+        # The control: from the host the UI answers there.
+        url = f"http://{host}:{port}/api/exchanges"
+        headers = {"Authorization": f"Bearer {token}", "Host": f"localhost:{port}"}
+        assert eventually(lambda: httpx.get(url, headers=headers, timeout=5).status_code) == 200
+        run.stdin.write(token + "\n")
+        run.stdin.close()
+        status = run.wait(60)
+        stderr = run.stderr.read() if run.stderr else ""
+        assert status == 0, stderr
+        said = run.stdout.read().splitlines()
+        assert said == ["blocked", "ConnectionRefusedError", *["blocked"] * 3], said
+        found = finished(logs, subprocess.CompletedProcess(run.args, status, "", stderr))
+        blocked = sorted((e["domain"], str(e["rule"])) for e in found if e["event"] == "blocked")
+        # loopback by the allowlist; the link's address by the guard, though --allow'ed
+        guarded = (host, "deny 10.231.0.0/16")
+        assert blocked == sorted([("127.0.0.1", "None"), ("localhost", "None"), *[guarded] * 2])
+
+
+def wait_for_file(path: Path, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+    return path.read_text()
+
+
+def eventually(probe: Callable[[], object], timeout: float = 30) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return probe()
+        except (OSError, httpx.HTTPError):
+            assert time.monotonic() < deadline, "never answered"
+            time.sleep(0.2)
+
+
 def test_the_guard_refuses_the_host_even_when_the_policy_allows_it(tmp_path, args):
     logs = tmp_path / "logs"
     service = Listener("0.0.0.0", greeting=b"service")
@@ -287,7 +387,9 @@ for name in ("requests.jsonl", "ca.key", "journal.key", "keys.log", "ui-token"):
 attempt("append", lambda: open(os.path.join(logs, "requests.jsonl"), "ab").write(b"{}\\n"))
 attempt("delete", lambda: os.unlink(os.path.join(logs, "requests.jsonl")))
 attempt("chmod", lambda: os.chmod(logs, 0o777))
+attempt("rename", lambda: os.rename(logs, logs + ".moved"))
 attempt("environ", lambda: open(f"/proc/{os.getppid()}/environ", "rb").read())
+attempt("kill the proxy", lambda: os.kill(os.getppid(), 9))  # our parent: agentlog run
 """
 
 
@@ -300,10 +402,36 @@ def test_the_logs_cannot_be_read_or_changed_by_the_command(args):
         result = agentlog_run(logs, args, *script, str(logs))
         assert result.returncode == 0, result.stderr
         said = result.stdout.splitlines()
-        assert len(said) == 10 and all(line.startswith("refused") for line in said), said
+        assert len(said) == 12 and all(line.startswith("refused") for line in said), said
         assert logs.stat().st_mode & 0o777 == 0o700
         finished(logs, result)
         assert verify(logs).returncode == 0
+
+
+SCRIPT = f"""
+import os, sys, urllib.request
+# urllib takes HTTPS_PROXY, and ssl the CA bundle (SSL_CERT_FILE), from the environment
+with urllib.request.urlopen("https://{UPSTREAM}/hello", timeout=20) as response:
+    print(response.status, response.read().decode())
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(os.getuid(), *(status[k].strip() for k in ("NoNewPrivs", "CapEff", "CapBnd")))
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def test_python3_script_py_runs_as_the_user_without_privileges(args):
+    """`agentlog run -- python3 script.py`, from the script's directory, as a user would."""
+    with shared_dir() as shared:
+        (shared / "script.py").write_text(SCRIPT)
+        (shared / "script.py").chmod(0o644)
+        logs = shared / "logs"
+        result = agentlog_run(logs, args, PYTHON, "script.py", "3", cwd=shared)
+        assert result.returncode == 3, result.stderr
+        nobody = pwd.getpwnam(AGENT_USER).pw_uid
+        zero = "0" * 16
+        assert result.stdout.splitlines() == ["200 hello", f"{nobody} 1 {zero} {zero}"]
+        [request] = [e for e in finished(logs, result) if e["event"] == "request"]
+        assert request["domain"] == UPSTREAM and request["mode"] == "regular"
 
 
 def test_the_exit_status_is_the_commands(tmp_path, args):

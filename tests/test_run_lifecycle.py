@@ -205,5 +205,8 @@ def test_two_runs_at_once_do_not_see_each_others_traffic(tmp_path, args):
         assert paths == [f"/echo?run={n}", f"/echo?run={n}&again=1"]
         clients.append({e["client"].split(":")[0] for e in events(logs, "request")})
         complete(logs)
+        # Its captures hold its own flows only: each has its event in its own journal.
+        audited = agentlog("audit", "--logs", logs)
+        assert audited.returncode == 0, audited.stdout + audited.stderr
     assert clients[0].isdisjoint(clients[1])
     assert sandbox_of(runs[0][0]) != sandbox_of(runs[1][0])

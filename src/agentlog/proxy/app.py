@@ -116,10 +116,16 @@ def build_master(
     opts = options.Options()
     proxy = master.Master(opts, with_termlog=True)  # warnings and addon errors
     dialer = Dialer(config.policy, config.routes)  # checks and dials the same address
-    if config.dns:  # before mitmproxy's resolver: a refused or routed name is never looked up
+    addons = mitmproxy_addons()
+    if config.dns:
         use_lenient_dns_layer()
-        proxy.addons.add(DnsGate(config.policy, dialer.routes))
-    proxy.addons.add(*mitmproxy_addons())
+        # The gate goes just before mitmproxy's resolver (a refused or routed name is never
+        # looked up), with it as one chain entry: an entry of its own would cost every
+        # event of every request, DNS or not.
+        resolver = next(a for a in addons if isinstance(a, dns_resolver.DnsResolver))
+        gate = DnsGate(config.policy, dialer.routes)
+        addons[addons.index(resolver)] = Pipeline(gate, resolver, name="dns")
+    proxy.addons.add(*addons)
     tally = Tally(sink)  # what the guards cut off, counted
     proxy.addons.add(
         Pipeline(

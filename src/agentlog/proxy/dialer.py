@@ -11,9 +11,14 @@ connect resolves and judges again.
 
 Pinning dials one address: where the resolver's first choice is unreachable
 there is no fallback to the next, as an unpinned connect would try.
+
+A plan that needs no lookup (an address, a route to one, a name whose answer
+is remembered) is made at once (`plan_now`): the gate judges every request,
+and most need none. The verdict on an address and port is kept (it is pure).
 """
 
 import asyncio
+import functools
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +57,7 @@ class Dialer:
     ) -> None:
         self.policy = policy
         self.judges_addresses = policy.has_address_rules
+        self._judge = functools.lru_cache(maxsize=_MAX_REMEMBERED)(policy.decide_address)
         self.resolve = resolve
         self.remember = remember
         self._answers: dict[str, tuple[float, asyncio.Future[list[str]]]] = {}
@@ -72,18 +78,36 @@ class Dialer:
 
     async def plan(self, host: str, port: int, sni: str | None = None) -> Plan:
         """Where to connect, judged. HostError for garbage; OSError if the name does not resolve."""
+        if (plan := self.plan_now(host, port, sni)) is not None:
+            return plan
+        name, (dial, dial_port) = self.target(host, port, sni)
+        return self._judged(name, port, (dial, dial_port), await self.addresses(dial))
+
+    def plan_now(self, host: str, port: int, sni: str | None = None) -> Plan | None:
+        """`plan` if it needs no lookup, else None. HostError for garbage."""
         name, (dial, dial_port) = self.target(host, port, sni)
         if not self.judges_addresses:
             return Plan(name, (dial, dial_port), ALLOWED)
-        answers = [dial] if ip_address(dial) is not None else await self.addresses(dial)
-        routed = (dial, dial_port) != (name, port)
+        answers = [dial] if ip_address(dial) is not None else self._remembered(dial)
+        return None if answers is None else self._judged(name, port, (dial, dial_port), answers)
+
+    def _judged(self, name: str, port: int, dial: tuple[str, int], answers: list[str]) -> Plan:
+        routed = dial != (name, port)
         for address in answers:
-            decision = self.policy.decide_address(address, dial_port)
+            decision = self._judge(address, dial[1])
             if not decision.allowed:
                 how = "is routed to" if routed else "resolves to"
                 detail = None if address == name else f"{name} {how} {address}"
-                return Plan(name, (address, dial_port), Decision(False, decision.rule, detail))
-        return Plan(name, (answers[0], dial_port), ALLOWED)
+                return Plan(name, (address, dial[1]), Decision(False, decision.rule, detail))
+        return Plan(name, (answers[0], dial[1]), ALLOWED)
+
+    def _remembered(self, name: str) -> list[str] | None:
+        """The name's answer if a lookup gave it and it is still fresh, else None."""
+        entry = self._answers.get(name)
+        if entry is None or entry[0] < time.monotonic() or not entry[1].done():
+            return None
+        lookup = entry[1]
+        return None if lookup.cancelled() or lookup.exception() else lookup.result()
 
     async def addresses(self, name: str) -> list[str]:
         """The name's canonical addresses, looked up once per `remember` seconds."""

@@ -14,5 +14,6 @@ class Pipeline:
     still calls every child's hooks, in order (see AddonManager.traverse).
     """
 
-    def __init__(self, *addons: object) -> None:
+    def __init__(self, *addons: object, name: str = "pipeline") -> None:
         self.addons = list(addons)
+        self.name = name  # mitmproxy's name for the entry: one per chain

@@ -41,7 +41,7 @@ class PolicyGate:
         self._decide = functools.lru_cache(maxsize=4096)(policy.decide)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Coroutine | None:
-        """Sync, unless addresses are judged: then mitmproxy awaits the lookup."""
+        """Sync, unless an address is judged that needs a lookup: mitmproxy awaits it."""
         # The name dialled and the name in the Host header can differ (a CONNECT to
         # one host, a Host header naming another): both must pass.
         port = flow.request.port
@@ -50,7 +50,10 @@ class PolicyGate:
             if not decision.allowed:
                 break
         if decision.allowed and self.dialer.judges_addresses:
-            return self._judge_address(flow)
+            plan = self.dialer.plan_now(flow.request.host, port)
+            if plan is None:
+                return self._judge_address(flow)
+            host, decision = plan.name, plan.decision
         self._conclude(flow, host, port, decision)
         return None
 
