@@ -14,6 +14,7 @@ _OPENINGS = ("request", "tcp")
 
 BODY_TEXT_CAP = 256 * 1024  # what the page is given to display
 SEARCH_BODY_CAP = 64 * 1024  # what of each body free-text search sees
+_INT64 = 1 << 63
 
 # The row's columns, in table order (index.py's `exchanges` table; api.py's Row).
 ROW_FIELDS = (
@@ -88,7 +89,10 @@ def closing(exchange: dict) -> dict:
 
 
 def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An integer SQLite can hold (64 bits), or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64:
+        return value
+    return None
 
 
 def _float(value: object) -> float | None:
@@ -149,20 +153,21 @@ def _headers_text(headers: object) -> str:
     return clean("".join(f"{name}: {value}\n" for name, value in headers.items()))
 
 
-def _search_text(raw: bytes | None) -> str:
+def search_text(raw: bytes | None) -> str:
     """A body as free text, or "" when it is binary."""
     if not raw or b"\0" in raw[:1024]:
         return ""
     return raw[:SEARCH_BODY_CAP].decode("utf-8", "ignore")
 
 
-def search_doc(exchange: dict, read: Callable[[object], bytes | None]) -> tuple[str, str, str]:
-    """(path, headers, bodies): the free text of an exchange, for FTS5."""
+def search_doc(exchange: dict, body_text: Callable[[object], str]) -> tuple[str, str, str]:
+    """(path, headers, bodies): the free text of an exchange, for FTS5; `body_text`
+    gives a body ref's `search_text`."""
     response = part(exchange, "response")
     headers = _headers_text(exchange.get("headers")) + _headers_text(response.get("headers"))
     bodies = [
-        _search_text(read(exchange.get("request_body"))),
-        _search_text(read(response.get("response_body"))),
+        body_text(exchange.get("request_body")),
+        body_text(response.get("response_body")),
     ]
     return (_str(exchange.get("path")) or "", headers, "\n".join(b for b in bodies if b))
 

@@ -1,0 +1,175 @@
+"""Journal lines made into what one index transaction writes: exchange rows, search
+documents, other events (the indexer's core; no SQL here)."""
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, MutableMapping
+
+import orjson
+
+from agentlog.journal.reader import CLOSING_EVENTS, OPENING_EVENTS, merge
+from agentlog.ui.rows import row_of, search_doc, searchable
+
+BATCH_LINES = 5_000  # one transaction; larger ones cost memory and gain little
+CACHE_EXCHANGES = 12_000  # kept in memory (>= two batches'): a closing event finds its request
+_OPENINGS = frozenset((*OPENING_EVENTS, "tls_failed"))  # request, tcp relay, tls_failed
+_CLOSINGS = frozenset(CLOSING_EVENTS)
+_INT64 = 1 << 63  # what SQLite's INTEGER holds
+
+
+def parse(line: bytes) -> object:
+    """A journal line's JSON: orjson's, or where it refuses what json accepts (a lone
+    surrogate, NaN, 1e999), json's, so no line json can read is left out (orjson
+    reads an integer past 64 bits as a float). ValueError if neither reads it."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
+def event_of(line: bytes) -> dict | None:
+    """A journal line as an event with a kind and a seq SQLite can hold, or None."""
+    try:
+        event = parse(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return None
+    seq = event.get("seq")
+    if type(seq) is int and -_INT64 <= seq < _INT64:
+        return event
+    return None
+
+
+def merged(data: bytes) -> dict:
+    """The exchange an index row's `data` (its journal lines) makes."""
+    exchanges: dict[str, dict] = {}
+    result: dict = {}
+    for line in data.split(b"\n"):
+        result = merge(exchanges, parse(line)) or result  # type: ignore[arg-type]
+    return result
+
+
+class Exchanges(MutableMapping[str, dict]):
+    """id -> merged exchange for `merge`: recent ones in memory, older ones loaded
+    (`load`: an indexed row's data, or None); beside each, the journal lines it was
+    merged from (what the index stores)."""
+
+    def __init__(self, load: Callable[[str], bytes | None]) -> None:
+        self.load, self.cache = load, OrderedDict[str, dict]()
+        self.lines: dict[str, list[bytes]] = {}
+
+    def __getitem__(self, id: str) -> dict:
+        if id in self.cache:
+            return self.cache[id]
+        data = self.load(id)
+        if data is None:
+            raise KeyError(id)
+        self.cache[id] = exchange = merged(data)
+        self.lines[id] = data.split(b"\n")  # the very bytes: a row is the same either way
+        return exchange
+
+    def __setitem__(self, id: str, exchange: dict) -> None:
+        self.cache[id] = exchange
+        self.lines[id] = []
+
+    def __delitem__(self, id: str) -> None:
+        del self.cache[id]
+        del self.lines[id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.cache)
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def trim(self) -> None:
+        while len(self.cache) > CACHE_EXCHANGES:
+            id, _ = self.cache.popitem(last=False)
+            del self.lines[id]
+
+
+class BodyTexts:
+    """ref -> a stored body's search text, the recent ones remembered: a body is
+    named by its hash, so the same ref is the same text (and is read once)."""
+
+    def __init__(self, read: Callable[[object], str], budget: int = 8 << 20) -> None:
+        self.read, self.budget = read, budget
+        self.texts = OrderedDict[object, str]()
+        self.size = 0
+
+    def __call__(self, ref: object) -> str:
+        if ref is None:
+            return ""
+        text = self.texts.get(ref)
+        if text is None:
+            text = self.read(ref)
+            self.texts[ref] = text
+            self.size += len(text)
+            while self.size > self.budget:
+                self.size -= len(self.texts.popitem(last=False)[1])
+        return text
+
+
+class Batch:
+    """What one transaction writes: changed exchanges, due documents, other events."""
+
+    def __init__(self, exchanges: Exchanges) -> None:
+        self.exchanges = exchanges
+        self.changed: dict[str, tuple[dict, int]] = {}  # id -> (exchange, updated_seq)
+        self.documents: list[str] = []  # ids whose search document is due
+        self.events: list[tuple[int, str, str, str, bytes]] = []  # seq, kind, ts, session, line
+        self.lines = 0
+        self.last_line = b""
+        self.end = 0
+        self.seq: int | None = None
+
+    def add(self, data: bytes, end: int) -> None:
+        """One journal line (newline included) that ends at byte `end`."""
+        self.lines += 1
+        self.last_line, self.end = data, end
+        event = event_of(data)
+        if event is None:
+            return
+        seq, kind = event["seq"], event["event"]
+        self.seq = seq
+        opening = kind in _OPENINGS
+        if not opening and kind not in _CLOSINGS:
+            self.events.append(
+                (
+                    seq,
+                    kind,
+                    str(event.get("timestamp", "")),
+                    str(event.get("session", "")),
+                    data.rstrip(b"\n"),
+                )
+            )
+            return
+        id = event.get("id")
+        if not isinstance(id, str):
+            return
+        before = None if opening else self.exchanges.get(id)
+        was_searchable = before is not None and searchable(before)
+        exchange = merge(self.exchanges, event)
+        if exchange is None:
+            return
+        self.exchanges.lines[id].append(data.rstrip(b"\n"))
+        self.changed[id] = (exchange, seq)
+        if not was_searchable and searchable(exchange):
+            self.documents.append(id)
+
+    def rows(self) -> list[tuple]:
+        """The changed exchanges' rows: ROW_FIELDS' values, then the lines (data)."""
+        lines = self.exchanges.lines
+        return [
+            (*row_of(exchange, updated_seq).values(), b"\n".join(lines[id]))
+            for id, (exchange, updated_seq) in self.changed.items()
+        ]
+
+    def search_documents(self, body_text: Callable[[object], str]) -> list[tuple]:
+        """(rowid, path, headers, bodies) of the exchanges whose text became final."""
+        documents = []
+        for id in self.documents:
+            exchange, _ = self.changed[id]
+            documents.append((exchange["seq"], *search_doc(exchange, body_text)))
+        return documents
