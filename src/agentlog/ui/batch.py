@@ -11,7 +11,7 @@ from agentlog.journal.reader import CLOSING_EVENTS, OPENING_EVENTS, merge
 from agentlog.ui.rows import row_of, search_doc, searchable
 
 BATCH_LINES = 5_000  # one transaction; larger ones cost memory and gain little
-CACHE_EXCHANGES = 12_000  # kept in memory (>= two batches'): a closing event finds its request
+CACHE_EXCHANGES = 10_000  # the recent exchanges' lines, kept: a closing event finds its request
 _OPENINGS = frozenset((*OPENING_EVENTS, "tls_failed"))  # request, tcp relay, tls_failed
 _CLOSINGS = frozenset(CLOSING_EVENTS)
 _INT64 = 1 << 63  # what SQLite's INTEGER holds
@@ -51,42 +51,60 @@ def merged(data: bytes) -> dict:
 
 
 class Exchanges(MutableMapping[str, dict]):
-    """id -> merged exchange for `merge`: recent ones in memory, older ones loaded
-    (`load`: an indexed row's data, or None); beside each, the journal lines it was
-    merged from (what the index stores)."""
+    """id -> merged exchange for `merge`, and beside each the journal lines it was
+    merged from (what the index stores). Only the exchanges the batch being built
+    touched are kept as dicts; after its commit (`settle`) the most recent ones are
+    kept as their lines, merged again if a later event comes for them (few are:
+    many small objects kept long are what makes Python's collector slow), and the
+    older ones are loaded (`load`: an indexed row's data, or None)."""
 
     def __init__(self, load: Callable[[str], bytes | None]) -> None:
-        self.load, self.cache = load, OrderedDict[str, dict]()
+        self.load = load
+        self.live: dict[str, dict] = {}
         self.lines: dict[str, list[bytes]] = {}
+        self.recent = OrderedDict[str, bytes]()
 
     def __getitem__(self, id: str) -> dict:
-        if id in self.cache:
-            return self.cache[id]
-        data = self.load(id)
+        exchange = self.live.get(id)
+        if exchange is not None:
+            return exchange
+        data = self.recent.get(id)
         if data is None:
-            raise KeyError(id)
-        self.cache[id] = exchange = merged(data)
+            data = self.load(id)
+            if data is None:
+                raise KeyError(id)
+        self.live[id] = exchange = merged(data)
         self.lines[id] = data.split(b"\n")  # the very bytes: a row is the same either way
         return exchange
 
     def __setitem__(self, id: str, exchange: dict) -> None:
-        self.cache[id] = exchange
+        self.live[id] = exchange
         self.lines[id] = []
 
     def __delitem__(self, id: str) -> None:
-        del self.cache[id]
+        del self.live[id]
         del self.lines[id]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.cache)
+        return iter(self.live)
 
     def __len__(self) -> int:
-        return len(self.cache)
+        return len(self.live)
 
-    def trim(self) -> None:
-        while len(self.cache) > CACHE_EXCHANGES:
-            id, _ = self.cache.popitem(last=False)
-            del self.lines[id]
+    def data(self, id: str) -> bytes:
+        """The lines an exchange was merged from, as a row's `data`."""
+        return b"\n".join(self.lines[id])
+
+    def settle(self, data: dict[str, bytes]) -> None:
+        """The batch is committed: its exchanges (id -> data) are kept as lines."""
+        recent = self.recent
+        for id, lines in data.items():
+            recent[id] = lines
+            recent.move_to_end(id)
+        while len(recent) > CACHE_EXCHANGES:
+            recent.popitem(last=False)
+        self.live.clear()
+        self.lines.clear()
 
 
 class BodyTexts:
@@ -160,9 +178,9 @@ class Batch:
 
     def rows(self) -> list[tuple]:
         """The changed exchanges' rows: ROW_FIELDS' values, then the lines (data)."""
-        lines = self.exchanges.lines
+        data = self.exchanges.data
         return [
-            (*row_of(exchange, updated_seq).values(), b"\n".join(lines[id]))
+            (*row_of(exchange, updated_seq).values(), data(id))
             for id, (exchange, updated_seq) in self.changed.items()
         ]
 

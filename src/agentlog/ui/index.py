@@ -248,7 +248,7 @@ class Indexer:
         self.offset, self.seq = batch.end, seq
         self.last = (last, len(batch.last_line))
         self.indexed_seq = seq
-        self.exchanges.trim()
+        self.exchanges.settle({row[0]: row[-1] for row in rows})  # id -> data
         return batch.lines
 
     @contextmanager
