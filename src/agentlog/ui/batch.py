@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 import orjson
 
 from agentlog.journal.reader import CLOSING_EVENTS, OPENING_EVENTS, merge
-from agentlog.ui.rows import row_of, search_doc, searchable
+from agentlog.ui.rows import clean, row_of, search_doc, searchable
 
 BATCH_LINES = 5_000  # one transaction; larger ones cost memory and gain little
 CACHE_EXCHANGES = 10_000  # the recent exchanges' lines, kept: a closing event finds its request
@@ -157,8 +157,8 @@ class Batch:
                 (
                     seq,
                     kind,
-                    str(event.get("timestamp", "")),
-                    str(event.get("session", "")),
+                    clean(str(event.get("timestamp", ""))),
+                    clean(str(event.get("session", ""))),
                     data.rstrip(b"\n"),
                 )
             )

@@ -8,8 +8,8 @@ from agentlog.logsdir import LogsDir
 # Closing events that decide an exchange's kind, strongest first.
 _KIND_EVENTS = ("blocked", "error", "websocket")
 # Closing events that carry text to search: the search document is written at the first.
-_TEXT_CLOSINGS = ("response", "error", "blocked", "tcp_end")
-_ALL_CLOSINGS = ("response", "error", "blocked", "websocket", "tcp_end")
+_TEXT_CLOSINGS = frozenset(("response", "error", "blocked", "tcp_end"))
+_ALL_CLOSINGS = frozenset(("response", "error", "blocked", "websocket", "tcp_end"))
 _OPENINGS = ("request", "tcp")
 
 BODY_TEXT_CAP = 256 * 1024  # what the page is given to display
@@ -51,14 +51,14 @@ def kind_of(exchange: dict) -> str:
 
 
 def is_open(exchange: dict) -> bool:
-    return exchange.get("event") in _OPENINGS and not any(k in exchange for k in _ALL_CLOSINGS)
+    return exchange.get("event") in _OPENINGS and exchange.keys().isdisjoint(_ALL_CLOSINGS)
 
 
 def searchable(exchange: dict) -> bool:
     """Whether its search document is due: it is final as far as text goes (a request
     once a response, error or block closed it; a tls_failed at once)."""
     if exchange.get("event") in _OPENINGS:
-        return any(k in exchange for k in _TEXT_CLOSINGS)
+        return not exchange.keys().isdisjoint(_TEXT_CLOSINGS)
     return True
 
 
@@ -90,15 +90,12 @@ def closing(exchange: dict) -> dict:
 
 def _int(value: object) -> int | None:
     """An integer SQLite can hold (64 bits), or None."""
-    if isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64:
-        return value
-    return None
+    return value if type(value) is int and -_INT64 <= value < _INT64 else None
 
 
 def _float(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
+    kind = type(value)  # neither a bool nor any other subclass: what JSON parses to
+    return float(value) if kind is float or kind is int else None  # type: ignore[arg-type]
 
 
 def clean(text: str) -> str:
@@ -113,7 +110,7 @@ def clean(text: str) -> str:
 
 
 def _str(value: object) -> str | None:
-    return clean(value) if isinstance(value, str) else None
+    return clean(value) if type(value) is str else None
 
 
 def row_of(exchange: dict, updated_seq: int) -> dict:
@@ -122,7 +119,7 @@ def row_of(exchange: dict, updated_seq: int) -> dict:
     relay = part(exchange, "tcp_end")  # a raw TCP relay's bytes each way and duration
     pcap_file = _str(exchange.get("pcap_file"))
     return {
-        "id": str(exchange.get("id")),
+        "id": clean(str(exchange.get("id"))),
         "seq": _int(exchange.get("seq")) or 0,
         "updated_seq": updated_seq,
         "timestamp": _str(exchange.get("timestamp")) or "",
