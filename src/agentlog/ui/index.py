@@ -18,7 +18,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from agentlog.errors import UserError
@@ -54,6 +55,9 @@ class Indexer:
         self._stop = threading.Event()
         self._lock_fd = -1
         self.db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # looks up older exchanges
+        self._commits: ThreadPoolExecutor | None = None  # the commit thread
+        self._committing: Future | None = None  # its transaction in flight
 
     # -- opening --------------------------------------------------------------------
 
@@ -72,6 +76,7 @@ class Indexer:
         self.db = connect(path)
         if self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
             self.db.executescript(schema.TABLES)
+        self._commits = ThreadPoolExecutor(1, thread_name_prefix="index-commit")
         self._load_position()
 
     def _usable(self) -> bool:
@@ -100,20 +105,33 @@ class Indexer:
         self.last: tuple[str, int] | None = (
             (meta["last"], int(meta["last_len"])) if "last" in meta else None
         )
-        self.indexed_seq = self.seq
+        self.indexed_seq = self._batched_seq = self.seq
+        self.db.execute(schema.STAGING)
         self.building = "building" in meta
         schema.tune(self.db, building=self.building)
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = schema.reader(self.logs.index_db)
         self.exchanges = Exchanges(self._load)
         root = self.logs.root
         self.body_texts = BodyTexts(lambda ref: _body_text(root, ref))
 
     def _load(self, id: str) -> bytes | None:
-        """An indexed exchange's data (its journal lines)."""
-        assert self.db is not None
-        row = self.db.execute("SELECT data FROM exchanges WHERE id = ?", (id,)).fetchone()
+        """An indexed exchange's data (its journal lines): it was committed, since the
+        exchanges of the batch in flight are all still in memory (Exchanges.recent)."""
+        assert self._reader is not None
+        row = self._reader.execute("SELECT data FROM exchanges WHERE id = ?", (id,)).fetchone()
         return None if row is None else row[0]
 
     def close(self) -> None:
+        with suppress(sqlite3.Error):  # a transaction that failed is rolled back: no loss
+            self._settle()
+        if self._commits is not None:
+            self._commits.shutdown()
+            self._commits = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -202,6 +220,8 @@ class Indexer:
 
     def close_db_and_rebuild(self) -> None:
         assert self.db is not None
+        with suppress(sqlite3.Error):  # what broke the index may break its last commit too
+            self._settle()
         self.db.close()
         self._wipe()
         self.db = connect(self.logs.index_db)
@@ -223,37 +243,64 @@ class Indexer:
                     batch = Batch(self.exchanges)
             total += self._commit(batch)
         finally:
+            self._settle()
             self.indexing = False
         return total
 
     def _commit(self, batch: Batch) -> int:
+        """Write a batch in one transaction, with where the index stops: its rows here,
+        then on the commit thread the search documents (FTS5's tokenizing, the
+        largest part) and the COMMIT, while this thread reads the next batch."""
         if not batch.lines:
             return 0
         rows = batch.rows()
         documents = batch.search_documents(self.body_texts)
-        seq = batch.seq if batch.seq is not None else self.seq
-        last = _digest(batch.last_line)
-        meta = {
-            "offset": batch.end,
-            "seq": seq,
-            "head": self.head,
-            "last": last,
-            "last_len": len(batch.last_line),
-        }
-        with self._transaction() as db:
+        seq = self._batched_seq = batch.seq if batch.seq is not None else self._batched_seq
+        last = (_digest(batch.last_line), len(batch.last_line))
+        meta = {"offset": batch.end, "seq": seq, "head": self.head, "last": last[0]}
+        meta["last_len"] = last[1]
+        self._settle()
+        db = self.db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
             db.executemany(_INSERT_ROW, rows)
-            db.executemany(schema.INSERT_DOCUMENT, documents)
+            db.executemany(schema.STAGE_DOCUMENT, documents)
             db.executemany(schema.INSERT_EVENT, batch.events)
             db.executemany(schema.INSERT_META, meta.items())
-        self.offset, self.seq = batch.end, seq
-        self.last = (last, len(batch.last_line))
-        self.indexed_seq = seq
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         self.exchanges.settle({row[0]: row[-1] for row in rows})  # id -> data
+        assert self._commits is not None
+        self._committing = self._commits.submit(self._finish_commit, batch.end, seq, last)
         return batch.lines
+
+    def _finish_commit(self, offset: int, seq: int, last: tuple[str, int]) -> None:
+        """The commit thread: documents tokenized, the transaction committed, and only
+        then its position published (readers see `indexed_seq`)."""
+        db = self.db
+        assert db is not None
+        try:
+            db.execute(schema.INSERT_STAGED)
+            db.execute("DELETE FROM temp.staged")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self.offset, self.seq, self.last = offset, seq, last
+        self.indexed_seq = seq
+
+    def _settle(self) -> None:
+        """Wait for the transaction in flight on the commit thread; raise what it raised."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            committing.result()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         assert self.db is not None
+        self._settle()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db

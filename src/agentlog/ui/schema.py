@@ -51,7 +51,15 @@ INDEX_NAMES = ("exchanges_updated", "exchanges_domain", "exchanges_session")
 # A finished index: what `agentlog reindex` leaves.
 SCHEMA = TABLES + INDEXES + "DELETE FROM meta WHERE key = 'building';"
 
-INSERT_DOCUMENT = "INSERT INTO search(rowid, path, headers, body) VALUES (?, ?, ?, ?)"
+# A batch's search documents wait in a temporary table (the connection's own, in
+# memory, in the same transaction), to be tokenized by one statement on the
+# commit thread: SQLite runs it without the GIL, beside the next batch's parsing.
+STAGING = "CREATE TEMP TABLE IF NOT EXISTS staged (seq INTEGER, path, headers, body)"
+STAGE_DOCUMENT = "INSERT INTO temp.staged VALUES (?, ?, ?, ?)"
+INSERT_STAGED = (
+    "INSERT INTO search(rowid, path, headers, body)"
+    " SELECT seq, path, headers, body FROM temp.staged ORDER BY rowid"
+)
 INSERT_EVENT = "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)"
 INSERT_META = "INSERT OR REPLACE INTO meta VALUES (?, ?)"
 
@@ -67,6 +75,13 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA temp_store=MEMORY")
+    return db
+
+
+def reader(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.execute("PRAGMA query_only=1")
     return db
 
 
