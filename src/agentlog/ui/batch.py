@@ -41,12 +41,21 @@ def event_of(line: bytes) -> dict | None:
     return None
 
 
+def with_clean_id(event: dict) -> dict:
+    """The event with its id as the index keeps it (`rows.clean`: SQLite refuses a
+    lone surrogate), so its closing events find it whichever way it is read."""
+    id = event.get("id")
+    if isinstance(id, str) and not id.isascii():
+        event["id"] = clean(id)
+    return event
+
+
 def merged(data: bytes) -> dict:
     """The exchange an index row's `data` (its journal lines) makes."""
     exchanges: dict[str, dict] = {}
     result: dict = {}
     for line in data.split(b"\n"):
-        result = merge(exchanges, parse(line)) or result  # type: ignore[arg-type]
+        result = merge(exchanges, with_clean_id(parse(line))) or result  # type: ignore[arg-type]
     return result
 
 
@@ -132,10 +141,12 @@ class BodyTexts:
 class Batch:
     """What one transaction writes: changed exchanges, due documents, other events."""
 
-    def __init__(self, exchanges: Exchanges) -> None:
-        self.exchanges = exchanges
+    def __init__(self, exchanges: Exchanges, body_text: Callable[[object], str]) -> None:
+        self.exchanges, self.body_text = exchanges, body_text
         self.changed: dict[str, tuple[dict, int]] = {}  # id -> (exchange, updated_seq)
-        self.documents: list[str] = []  # ids whose search document is due
+        # (rowid, path, headers, bodies): made when due, from the exchange as it is then
+        # (a later event with its id must not change it: nor does it in a later batch)
+        self.documents: list[tuple[int, str, str, str]] = []
         self.events: list[tuple[int, str, str, str, bytes]] = []  # seq, kind, ts, session, line
         self.lines = 0
         self.last_line = b""
@@ -163,7 +174,7 @@ class Batch:
                 )
             )
             return
-        id = event.get("id")
+        id = with_clean_id(event).get("id")
         if not isinstance(id, str):
             return
         before = None if opening else self.exchanges.get(id)
@@ -174,7 +185,7 @@ class Batch:
         self.exchanges.lines[id].append(data.rstrip(b"\n"))
         self.changed[id] = (exchange, seq)
         if not was_searchable and searchable(exchange):
-            self.documents.append(id)
+            self.documents.append((exchange["seq"], *search_doc(exchange, self.body_text)))
 
     def rows(self) -> list[tuple]:
         """The changed exchanges' rows: ROW_FIELDS' values, then the lines (data)."""
@@ -183,11 +194,3 @@ class Batch:
             (*row_of(exchange, updated_seq).values(), data(id))
             for id, (exchange, updated_seq) in self.changed.items()
         ]
-
-    def search_documents(self, body_text: Callable[[object], str]) -> list[tuple]:
-        """(rowid, path, headers, bodies) of the exchanges whose text became final."""
-        documents = []
-        for id in self.documents:
-            exchange, _ = self.changed[id]
-            documents.append((exchange["seq"], *search_doc(exchange, body_text)))
-        return documents

@@ -231,7 +231,7 @@ class Indexer:
 
     def _ingest(self, lines: Iterable) -> int:
         """Index `lines` in transactions of BATCH_LINES; returns how many were read."""
-        batch, total = Batch(self.exchanges), 0
+        batch, total = Batch(self.exchanges, self.body_texts), 0
         self.indexing = True
         try:
             for line in lines:
@@ -240,7 +240,7 @@ class Indexer:
                 batch.add(line.data, line.end)
                 if batch.lines >= BATCH_LINES:
                     total += self._commit(batch)
-                    batch = Batch(self.exchanges)
+                    batch = Batch(self.exchanges, self.body_texts)
             total += self._commit(batch)
         finally:
             self._settle()
@@ -254,7 +254,6 @@ class Indexer:
         if not batch.lines:
             return 0
         rows = batch.rows()
-        documents = batch.search_documents(self.body_texts)
         seq = self._batched_seq = batch.seq if batch.seq is not None else self._batched_seq
         last = (_digest(batch.last_line), len(batch.last_line))
         meta = {"offset": batch.end, "seq": seq, "head": self.head, "last": last[0]}
@@ -265,7 +264,7 @@ class Indexer:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_INSERT_ROW, rows)
-            db.executemany(schema.STAGE_DOCUMENT, documents)
+            db.executemany(schema.STAGE_DOCUMENT, batch.documents)
             db.executemany(schema.INSERT_EVENT, batch.events)
             db.executemany(schema.INSERT_META, meta.items())
         except BaseException:
