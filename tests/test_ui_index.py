@@ -27,10 +27,11 @@ TERMS = ["charlie", "claude", "cloudflare", "api", "v1 alpha", "req_000000000000
 
 
 def dump(db_path: Path) -> dict:
-    """Everything a reader can see in an index."""
+    """Everything a reader can see in an index, its schema (indexes) included."""
     db = sqlite3.connect(db_path)
     try:
         return {
+            "schema": db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY 2").fetchall(),
             "exchanges": db.execute("SELECT * FROM exchanges ORDER BY seq").fetchall(),
             "events": db.execute("SELECT * FROM events ORDER BY seq").fetchall(),
             "meta": sorted(db.execute("SELECT * FROM meta").fetchall()),
