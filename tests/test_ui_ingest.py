@@ -197,3 +197,33 @@ def test_hostile_lines_and_planted_bodies_do_not_stop_the_index(tmp_path):
     assert len(ids) == 5  # two before, two hostile, one after
     assert [row[0] for row in indexed["events"]] == [1, 103]
     assert indexed["search"]["alpha"] or indexed["search"]["bravo"]
+
+
+def test_a_failed_commit_is_read_again_and_nothing_is_merged_twice(
+    tmp_path, small_batches, monkeypatch
+):
+    """A transaction that fails after its lines were merged in memory: the indexer
+    reads them again from the committed position, as a reindex would."""
+    JournalMaker(tmp_path / "logs", bodies=5).write(20)
+    shutil.copytree(tmp_path / "logs", tmp_path / "copy")
+    commits = []
+    finish = Indexer._finish_commit
+
+    def failing(self, *args):
+        commits.append(args)
+        if len(commits) == 3:  # its batch holds a response whose request is committed
+            self.db.execute("ROLLBACK")
+            raise sqlite3.InterfaceError("injected")
+        finish(self, *args)
+
+    monkeypatch.setattr(Indexer, "_finish_commit", failing)
+    indexer = Indexer(LogsDir(tmp_path / "logs"))
+    indexer.open()
+    try:
+        with pytest.raises(sqlite3.InterfaceError):
+            indexer.catch_up()
+        indexer.catch_up()
+    finally:
+        indexer.close()
+    monkeypatch.setattr(Indexer, "_finish_commit", finish)
+    assert dump(LogsDir(tmp_path / "logs").index_db) == index_whole(tmp_path / "copy")

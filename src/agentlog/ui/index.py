@@ -242,8 +242,17 @@ class Indexer:
                     total += self._commit(batch)
                     batch = Batch(self.exchanges, self.body_texts)
             total += self._commit(batch)
-        finally:
             self._settle()
+        except BaseException:
+            # What is in memory may be ahead of what was committed: read again from
+            # the committed position with nothing remembered (a replayed line must
+            # not be merged twice).
+            with suppress(Exception):
+                self._settle()
+            self.exchanges = Exchanges(self._load)
+            self._batched_seq = self.seq
+            raise
+        finally:
             self.indexing = False
         return total
 
