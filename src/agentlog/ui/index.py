@@ -23,12 +23,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from agentlog.errors import UserError
-from agentlog.journal.reader import Follower, JournalReplaced, read_body
+from agentlog.journal.reader import Follower, JournalReplaced
 from agentlog.logsdir import JOURNAL_MODE, LogsDir
-from agentlog.readfile import UnsafeFile
+from agentlog.readfile import UnsafeFile, open_regular
 from agentlog.ui import schema
 from agentlog.ui.batch import BATCH_LINES, Batch, BodyTexts, Exchanges
-from agentlog.ui.rows import ROW_FIELDS, search_text
+from agentlog.ui.rows import ROW_FIELDS, SEARCH_BODY_CAP, search_text
 from agentlog.ui.schema import SCHEMA, SCHEMA_VERSION, connect
 
 __all__ = ["SCHEMA", "IndexBusy", "Indexer", "rebuild"]
@@ -113,8 +113,8 @@ class Indexer:
             self._reader.close()
         self._reader = schema.reader(self.logs.index_db)
         self.exchanges = Exchanges(self._load)
-        root = self.logs.root
-        self.body_texts = BodyTexts(lambda ref: _body_text(root, ref))
+        logs = self.logs
+        self.body_texts = BodyTexts(lambda ref: _body_text(logs, ref))
 
     def _load(self, id: str) -> bytes | None:
         """An indexed exchange's data (its journal lines): it was committed, since the
@@ -329,10 +329,19 @@ def rebuild(logs: LogsDir) -> Indexer:
     return indexer
 
 
-def _body_text(root: Path, ref: object) -> str:
-    """A stored body's search text; "" when there is none, or when the file is not
-    what the proxy stored (altered, a planted symlink): it is left unsearched."""
+def _body_text(logs: LogsDir, ref: object) -> str:
+    """A stored body's search text: what search sees of it, its first SEARCH_BODY_CAP
+    bytes, is all that is read (a body may be 1 MiB; the page's view of it checks
+    its hash, this does not). "" when there is none, or the file is not a regular
+    one (a planted symlink, a FIFO): it is left unsearched."""
+    path = logs.body_file(ref)
+    if path is None:
+        return ""
     try:
-        return search_text(read_body(root, ref))
+        fd = open_regular(path)
+        try:
+            return search_text(os.read(fd, SEARCH_BODY_CAP))
+        finally:
+            os.close(fd)
     except (UnsafeFile, OSError):
         return ""
