@@ -265,8 +265,13 @@ class Indexer:
         rows = batch.rows()
         seq = self._batched_seq = batch.seq if batch.seq is not None else self._batched_seq
         last = (_digest(batch.last_line), len(batch.last_line))
-        meta = {"offset": batch.end, "seq": seq, "head": self.head, "last": last[0]}
-        meta["last_len"] = last[1]
+        meta = {
+            "offset": batch.end,
+            "seq": seq,
+            "head": self.head,
+            "last": last[0],
+            "last_len": last[1],
+        }
         self._settle()
         db = self.db
         assert db is not None
