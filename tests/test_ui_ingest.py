@@ -175,7 +175,7 @@ def test_hostile_lines_and_planted_bodies_do_not_stop_the_index(tmp_path):
     hostile = [
         {"event": "request", "id": "\ud800", "seq": 100, "session": "\udfff", "port": 2**70},
         {"event": "request", "id": "big", "seq": 101, "port": 2**63 + 5, "path": "/\0"},
-        {"event": "response", "id": "big", "seq": 102, "status": -(2**70), "ttfb_ms": 2**80},
+        {"event": "response", "id": "big", "seq": 102, "status": -(2**70), "ttfb_ms": 10**400},
         {"event": "request", "id": "huge-seq", "seq": 2**63},
         {"event": "capture", "id": "c", "seq": 103, "timestamp": "\ud800", "session": 5},
     ]
@@ -195,6 +195,10 @@ def test_hostile_lines_and_planted_bodies_do_not_stop_the_index(tmp_path):
     ids = [row[1] for row in indexed["exchanges"]]
     assert any("\ufffd" in id for id in ids) and "big" in ids and "huge-seq" not in ids
     assert len(ids) == 5  # two before, two hostile, one after
+    db = sqlite3.connect(LogsDir(tmp_path).index_db)
+    big = db.execute("SELECT port, path, status, ttfb_ms FROM exchanges WHERE id = 'big'")
+    assert big.fetchone() == (None, "/\0", None, None)  # past 64 bits: no value, no crash
+    db.close()
     assert [row[0] for row in indexed["events"]] == [1, 103]
     assert indexed["search"]["alpha"] or indexed["search"]["bravo"]
 

@@ -1,6 +1,7 @@
 """What the UI shows of an exchange: its list row, its search text, its bodies (pure)."""
 
 import json
+import math
 from collections.abc import Callable
 
 from agentlog.logsdir import LogsDir
@@ -94,8 +95,11 @@ def _int(value: object) -> int | None:
 
 
 def _float(value: object) -> float | None:
-    kind = type(value)  # neither a bool nor any other subclass: what JSON parses to
-    return float(value) if kind is float or kind is int else None  # type: ignore[arg-type]
+    """A finite number (JSON has no other), or None; an int past 64 bits too is None
+    (a float() of it may overflow)."""
+    if type(value) is float:  # neither a bool nor any other subclass: what JSON parses to
+        return value if math.isfinite(value) else None
+    return float(value) if type(value) is int and -_INT64 <= value < _INT64 else None
 
 
 def clean(text: str) -> str:
