@@ -86,6 +86,16 @@ class Exchanges(MutableMapping[str, dict]):
         self.lines[id] = data.split(b"\n")  # the very bytes: a row is the same either way
         return exchange
 
+    def get(self, id: str, default: dict | None = None) -> dict | None:  # type: ignore[override]
+        """As Mapping.get, with the common case (in this batch) first: merge asks."""
+        exchange = self.live.get(id)
+        if exchange is not None:
+            return exchange
+        try:
+            return self[id]
+        except KeyError:
+            return default
+
     def __setitem__(self, id: str, exchange: dict) -> None:
         self.live[id] = exchange
         self.lines[id] = []

@@ -151,7 +151,7 @@ def row_of(exchange: dict, updated_seq: int) -> dict:
 def _headers_text(headers: object) -> str:
     if not isinstance(headers, dict):
         return ""
-    return clean("".join(f"{name}: {value}\n" for name, value in headers.items()))
+    return clean("".join([f"{name}: {value}\n" for name, value in headers.items()]))
 
 
 def search_text(raw: bytes | None) -> str:
