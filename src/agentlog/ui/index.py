@@ -7,152 +7,41 @@ corrupt or of another schema, and starts over when the journal is replaced.
 It remembers where it stopped (byte offset, seq, and hashes of the first line
 and of the last line read, which say it is still the same journal), and it
 writes that in the same transaction as the rows, so a kill at any moment
-resumes exactly. It never writes the journal.
+resumes exactly. It never writes the journal. A new index is built cold
+(schema.py) until it first reaches the journal's end.
 """
 
 import fcntl
 import hashlib
-import json
 import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from agentlog.errors import UserError
-from agentlog.journal import reader
-from agentlog.journal.reader import CLOSING_EVENTS, Follower, JournalReplaced, merge, read_body
+from agentlog.journal.reader import Follower, JournalReplaced
 from agentlog.logsdir import JOURNAL_MODE, LogsDir
-from agentlog.ui.rows import ROW_FIELDS, row_of, search_doc, searchable
+from agentlog.readfile import UnsafeFile, open_regular
+from agentlog.ui import schema
+from agentlog.ui.batch import BATCH_LINES, Batch, BodyTexts, Exchanges
+from agentlog.ui.rows import ROW_FIELDS, SEARCH_BODY_CAP, search_text
+from agentlog.ui.schema import SCHEMA, SCHEMA_VERSION, connect
 
-SCHEMA_VERSION = "1"
-OPENING_EVENTS = (*reader.OPENING_EVENTS, "tls_failed")  # request, tcp relay, tls_failed
-BATCH_LINES = 3_000  # one transaction; larger ones cost memory and gain little
-CACHE_EXCHANGES = 6_000  # kept in memory (>= a batch's): a closing event finds its request
+__all__ = ["SCHEMA", "IndexBusy", "Indexer", "rebuild"]
 
-SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE exchanges (
-    seq INTEGER PRIMARY KEY,  -- the opening event's seq: newest first is seq descending
-    id TEXT NOT NULL UNIQUE,
-    updated_seq INTEGER NOT NULL,
-    timestamp TEXT NOT NULL,
-    session TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    method TEXT, scheme TEXT, domain TEXT, port INTEGER, path TEXT, status INTEGER,
-    outcome TEXT NOT NULL,
-    request_bytes INTEGER, response_bytes INTEGER, ttfb_ms REAL, duration_ms REAL,
-    pcap_file TEXT, capture_id TEXT,
-    data BLOB NOT NULL  -- the journal lines it is merged from, newline-separated
-);
-CREATE INDEX exchanges_updated ON exchanges(updated_seq);
-CREATE INDEX exchanges_domain ON exchanges(domain);
-CREATE INDEX exchanges_session ON exchanges(session);
-CREATE TABLE events (
-    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, timestamp TEXT NOT NULL,
-    session TEXT NOT NULL, data BLOB NOT NULL  -- the journal line
-);
--- Contentless: the text lives in the journal and bodies/. A document is written once,
--- when the exchange's text is final (rows.searchable), so none is ever deleted.
-CREATE VIRTUAL TABLE search USING fts5(path, headers, body, content='');
-INSERT INTO meta VALUES ('schema', '{SCHEMA_VERSION}');
-"""
-
-_INSERT_ROW = (
-    f"INSERT OR REPLACE INTO exchanges ({', '.join(ROW_FIELDS)}, data) "
-    f"VALUES ({', '.join('?' * (len(ROW_FIELDS) + 1))})"
-)
+_INSERT_ROW = schema.insert_row(ROW_FIELDS)
 
 
 class IndexBusy(UserError):
     """Another `agentlog ui` or `reindex` holds this logs directory's index."""
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
-
-
 def _digest(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
-
-
-def _event(line: bytes) -> dict | None:
-    """A journal line as an event with a kind and a seq, or None (garbled)."""
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
-        return None
-    seq = event.get("seq")
-    return event if isinstance(seq, int) and not isinstance(seq, bool) else None
-
-
-class _Exchanges(MutableMapping[str, dict]):
-    """id -> merged exchange for `merge`: recent ones in memory, older ones from the
-    index; beside each, the journal lines it was merged from (what the index stores)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db, self.cache = db, OrderedDict[str, dict]()
-        self.lines: dict[str, list[bytes]] = {}
-
-    def __getitem__(self, id: str) -> dict:
-        if id in self.cache:
-            return self.cache[id]
-        row = self.db.execute("SELECT data FROM exchanges WHERE id = ?", (id,)).fetchone()
-        if row is None:
-            raise KeyError(id)
-        self.cache[id] = exchange = merged(row[0])
-        self.lines[id] = row[0].split(b"\n")  # the very bytes: a row is the same either way
-        return exchange
-
-    def __setitem__(self, id: str, exchange: dict) -> None:
-        self.cache[id] = exchange
-        self.lines[id] = []
-
-    def __delitem__(self, id: str) -> None:
-        del self.cache[id]
-        del self.lines[id]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.cache)
-
-    def __len__(self) -> int:
-        return len(self.cache)
-
-    def trim(self) -> None:
-        while len(self.cache) > CACHE_EXCHANGES:
-            id, _ = self.cache.popitem(last=False)
-            del self.lines[id]
-
-
-def merged(data: bytes) -> dict:
-    """The exchange an index row's `data` (its journal lines) makes."""
-    exchanges: dict[str, dict] = {}
-    result: dict = {}
-    for line in data.split(b"\n"):
-        result = merge(exchanges, json.loads(line)) or result
-    return result
-
-
-class _Batch:
-    """What one transaction writes: changed exchanges, due documents, other events."""
-
-    def __init__(self) -> None:
-        self.changed: dict[str, tuple[dict, int]] = {}  # id -> (exchange, updated_seq)
-        self.documents: list[str] = []  # ids whose search document is due
-        self.events: list[tuple[int, str, str, str, bytes]] = []  # seq, kind, ts, session, line
-        self.lines = 0
-        self.last_line = b""
-        self.end = 0
-        self.seq: int | None = None
 
 
 class Indexer:
@@ -166,6 +55,9 @@ class Indexer:
         self._stop = threading.Event()
         self._lock_fd = -1
         self.db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # looks up older exchanges
+        self._commits: ThreadPoolExecutor | None = None  # the commit thread
+        self._committing: Future | None = None  # its transaction in flight
 
     # -- opening --------------------------------------------------------------------
 
@@ -183,7 +75,8 @@ class Indexer:
             self._wipe()
         self.db = connect(path)
         if self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-            self.db.executescript(SCHEMA)
+            self.db.executescript(schema.TABLES)
+        self._commits = ThreadPoolExecutor(1, thread_name_prefix="index-commit")
         self._load_position()
 
     def _usable(self) -> bool:
@@ -212,10 +105,33 @@ class Indexer:
         self.last: tuple[str, int] | None = (
             (meta["last"], int(meta["last_len"])) if "last" in meta else None
         )
-        self.indexed_seq = self.seq
-        self.exchanges = _Exchanges(self.db)
+        self.indexed_seq = self._batched_seq = self.seq
+        self.db.execute(schema.STAGING)
+        self.building = "building" in meta
+        schema.tune(self.db, building=self.building)
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = schema.reader(self.logs.index_db)
+        self.exchanges = Exchanges(self._load)
+        logs = self.logs
+        self.body_texts = BodyTexts(lambda ref: _body_text(logs, ref))
+
+    def _load(self, id: str) -> bytes | None:
+        """An indexed exchange's data (its journal lines): it was committed, since the
+        exchanges of the batch in flight are all still in memory (Exchanges.recent)."""
+        assert self._reader is not None
+        row = self._reader.execute("SELECT data FROM exchanges WHERE id = ?", (id,)).fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
+        with suppress(sqlite3.Error):  # a transaction that failed is rolled back: no loss
+            self._settle()
+        if self._commits is not None:
+            self._commits.shutdown()
+            self._commits = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -255,6 +171,8 @@ class Indexer:
         with Follower(journal, self.offset, self.poll) as follower:
             while not self._stop.is_set():
                 read = self._ingest(follower.lines(timeout=0, stop=self._stop.is_set))
+                if self.building and not self._stop.is_set():
+                    self._finish_build()
                 if not follow:
                     return
                 if not read:
@@ -279,110 +197,123 @@ class Indexer:
         """The journal was replaced: the index mirrors the new one, from its first line."""
         assert self.db is not None
         with self._transaction() as db:
+            for name in schema.INDEX_NAMES:
+                db.execute(f"DROP INDEX IF EXISTS {name}")
             db.execute("DELETE FROM exchanges")
             db.execute("DELETE FROM events")
             db.execute("INSERT INTO search(search) VALUES ('delete-all')")
             db.execute("DELETE FROM meta WHERE key != 'schema'")
+            db.execute("INSERT INTO meta VALUES ('building', '1')")
         self._load_position()
         self.epoch += 1
 
+    def _finish_build(self) -> None:
+        """The cold build reached the journal's end: the secondary indexes, at once."""
+        with self._transaction() as db:
+            for statement in schema.INDEXES.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("DELETE FROM meta WHERE key = 'building'")
+        assert self.db is not None
+        self.building = False
+        schema.tune(self.db, building=False)
+
     def close_db_and_rebuild(self) -> None:
         assert self.db is not None
+        with suppress(sqlite3.Error):  # what broke the index may break its last commit too
+            self._settle()
         self.db.close()
         self._wipe()
         self.db = connect(self.logs.index_db)
-        self.db.executescript(SCHEMA)
+        self.db.executescript(schema.TABLES)
         self._load_position()
         self.epoch += 1
 
     def _ingest(self, lines: Iterable) -> int:
         """Index `lines` in transactions of BATCH_LINES; returns how many were read."""
-        batch, total = _Batch(), 0
+        batch, total = Batch(self.exchanges, self.body_texts), 0
         self.indexing = True
         try:
             for line in lines:
-                self._add(batch, line.data, line.end)
+                if self.head is None and not self.offset and not batch.lines:
+                    self.head = _digest(line.data)
+                batch.add(line.data, line.end)
                 if batch.lines >= BATCH_LINES:
                     total += self._commit(batch)
-                    batch = _Batch()
+                    batch = Batch(self.exchanges, self.body_texts)
             total += self._commit(batch)
+            self._settle()
+        except BaseException:
+            # What is in memory may be ahead of what was committed: read again from
+            # the committed position with nothing remembered (a replayed line must
+            # not be merged twice).
+            with suppress(Exception):
+                self._settle()
+            self.exchanges = Exchanges(self._load)
+            self._batched_seq = self.seq
+            raise
         finally:
             self.indexing = False
         return total
 
-    def _add(self, batch: _Batch, data: bytes, end: int) -> None:
-        batch.lines += 1
-        batch.last_line, batch.end = data, end
-        if self.head is None and not self.offset and batch.lines == 1:
-            self.head = _digest(data)
-        event = _event(data)
-        if event is None:
-            return
-        seq, kind = event["seq"], event["event"]
-        batch.seq = seq
-        if kind not in OPENING_EVENTS and kind not in CLOSING_EVENTS:
-            batch.events.append(
-                (
-                    seq,
-                    kind,
-                    str(event.get("timestamp", "")),
-                    str(event.get("session", "")),
-                    data.rstrip(b"\n"),
-                )
-            )
-            return
-        id = event.get("id")
-        if not isinstance(id, str):
-            return
-        before = self.exchanges.get(id) if kind in CLOSING_EVENTS else None
-        was_searchable = before is not None and searchable(before)
-        exchange = merge(self.exchanges, event)
-        if exchange is None:
-            return
-        self.exchanges.lines[id].append(data)
-        batch.changed[id] = (exchange, seq)
-        if not was_searchable and searchable(exchange):
-            batch.documents.append(id)
-
-    def _commit(self, batch: _Batch) -> int:
+    def _commit(self, batch: Batch) -> int:
+        """Write a batch in one transaction, with where the index stops: its rows here,
+        then on the commit thread the search documents (FTS5's tokenizing, the
+        largest part) and the COMMIT, while this thread reads the next batch."""
         if not batch.lines:
             return 0
-        root = self.logs.root
-        rows = []
-        for id, (exchange, updated_seq) in batch.changed.items():
-            row = row_of(exchange, updated_seq)
-            lines = self.exchanges.lines[id]
-            rows.append((*row.values(), b"\n".join(line.rstrip(b"\n") for line in lines)))
-        documents = []
-        for id in batch.documents:
-            exchange, _ = batch.changed[id]
-            path, headers, body = search_doc(exchange, lambda ref: read_body(root, ref))
-            documents.append((exchange["seq"], path, headers, body))
-        seq = batch.seq if batch.seq is not None else self.seq
-        last = _digest(batch.last_line)
+        rows = batch.rows()
+        seq = self._batched_seq = batch.seq if batch.seq is not None else self._batched_seq
+        last = (_digest(batch.last_line), len(batch.last_line))
         meta = {
             "offset": batch.end,
             "seq": seq,
             "head": self.head,
-            "last": last,
-            "last_len": len(batch.last_line),
+            "last": last[0],
+            "last_len": last[1],
         }
-        with self._transaction() as db:
+        self._settle()
+        db = self.db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
             db.executemany(_INSERT_ROW, rows)
-            db.executemany(
-                "INSERT INTO search(rowid, path, headers, body) VALUES (?, ?, ?, ?)", documents
-            )
-            db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)", batch.events)
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
-        self.offset, self.seq = batch.end, seq
-        self.last = (last, len(batch.last_line))
-        self.indexed_seq = seq
-        self.exchanges.trim()
+            db.executemany(schema.STAGE_DOCUMENT, batch.documents)
+            db.executemany(schema.INSERT_EVENT, batch.events)
+            db.executemany(schema.INSERT_META, meta.items())
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.exchanges.settle({row[0]: row[-1] for row in rows})  # id -> data
+        assert self._commits is not None
+        self._committing = self._commits.submit(self._finish_commit, batch.end, seq, last)
         return batch.lines
+
+    def _finish_commit(self, offset: int, seq: int, last: tuple[str, int]) -> None:
+        """The commit thread: documents tokenized, the transaction committed, and only
+        then its position published (readers see `indexed_seq`)."""
+        db = self.db
+        assert db is not None
+        try:
+            db.execute(schema.INSERT_STAGED)
+            db.execute("DELETE FROM temp.staged")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self.offset, self.seq, self.last = offset, seq, last
+        self.indexed_seq = seq
+
+    def _settle(self) -> None:
+        """Wait for the transaction in flight on the commit thread; raise what it raised."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            committing.result()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         assert self.db is not None
+        self._settle()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -401,3 +332,21 @@ def rebuild(logs: LogsDir) -> Indexer:
     finally:
         indexer.close()
     return indexer
+
+
+def _body_text(logs: LogsDir, ref: object) -> str:
+    """A stored body's search text: what search sees of it, its first SEARCH_BODY_CAP
+    bytes, is all that is read (a body may be 1 MiB; the page's view of it checks
+    its hash, this does not). "" when there is none, or the file is not a regular
+    one (a planted symlink, a FIFO): it is left unsearched."""
+    path = logs.body_file(ref)
+    if path is None:
+        return ""
+    try:
+        fd = open_regular(path)
+        try:
+            return search_text(os.read(fd, SEARCH_BODY_CAP))
+        finally:
+            os.close(fd)
+    except (UnsafeFile, OSError):
+        return ""

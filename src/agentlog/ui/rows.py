@@ -1,6 +1,7 @@
 """What the UI shows of an exchange: its list row, its search text, its bodies (pure)."""
 
 import json
+import math
 from collections.abc import Callable
 
 from agentlog.logsdir import LogsDir
@@ -8,12 +9,13 @@ from agentlog.logsdir import LogsDir
 # Closing events that decide an exchange's kind, strongest first.
 _KIND_EVENTS = ("blocked", "error", "websocket")
 # Closing events that carry text to search: the search document is written at the first.
-_TEXT_CLOSINGS = ("response", "error", "blocked", "tcp_end")
-_ALL_CLOSINGS = ("response", "error", "blocked", "websocket", "tcp_end")
+_TEXT_CLOSINGS = frozenset(("response", "error", "blocked", "tcp_end"))
+_ALL_CLOSINGS = frozenset(("response", "error", "blocked", "websocket", "tcp_end"))
 _OPENINGS = ("request", "tcp")
 
 BODY_TEXT_CAP = 256 * 1024  # what the page is given to display
 SEARCH_BODY_CAP = 64 * 1024  # what of each body free-text search sees
+_INT64 = 1 << 63
 
 # The row's columns, in table order (index.py's `exchanges` table; api.py's Row).
 ROW_FIELDS = (
@@ -50,14 +52,14 @@ def kind_of(exchange: dict) -> str:
 
 
 def is_open(exchange: dict) -> bool:
-    return exchange.get("event") in _OPENINGS and not any(k in exchange for k in _ALL_CLOSINGS)
+    return exchange.get("event") in _OPENINGS and exchange.keys().isdisjoint(_ALL_CLOSINGS)
 
 
 def searchable(exchange: dict) -> bool:
     """Whether its search document is due: it is final as far as text goes (a request
     once a response, error or block closed it; a tls_failed at once)."""
     if exchange.get("event") in _OPENINGS:
-        return any(k in exchange for k in _TEXT_CLOSINGS)
+        return not exchange.keys().isdisjoint(_TEXT_CLOSINGS)
     return True
 
 
@@ -88,13 +90,16 @@ def closing(exchange: dict) -> dict:
 
 
 def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An integer SQLite can hold (64 bits), or None."""
+    return value if type(value) is int and -_INT64 <= value < _INT64 else None
 
 
 def _float(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
+    """A finite number (JSON has no other), or None; an int past 64 bits too is None
+    (a float() of it may overflow)."""
+    if type(value) is float:  # neither a bool nor any other subclass: what JSON parses to
+        return value if math.isfinite(value) else None
+    return float(value) if type(value) is int and -_INT64 <= value < _INT64 else None
 
 
 def clean(text: str) -> str:
@@ -109,7 +114,7 @@ def clean(text: str) -> str:
 
 
 def _str(value: object) -> str | None:
-    return clean(value) if isinstance(value, str) else None
+    return clean(value) if type(value) is str else None
 
 
 def row_of(exchange: dict, updated_seq: int) -> dict:
@@ -118,7 +123,7 @@ def row_of(exchange: dict, updated_seq: int) -> dict:
     relay = part(exchange, "tcp_end")  # a raw TCP relay's bytes each way and duration
     pcap_file = _str(exchange.get("pcap_file"))
     return {
-        "id": str(exchange.get("id")),
+        "id": clean(str(exchange.get("id"))),
         "seq": _int(exchange.get("seq")) or 0,
         "updated_seq": updated_seq,
         "timestamp": _str(exchange.get("timestamp")) or "",
@@ -146,23 +151,24 @@ def row_of(exchange: dict, updated_seq: int) -> dict:
 def _headers_text(headers: object) -> str:
     if not isinstance(headers, dict):
         return ""
-    return clean("".join(f"{name}: {value}\n" for name, value in headers.items()))
+    return clean("".join([f"{name}: {value}\n" for name, value in headers.items()]))
 
 
-def _search_text(raw: bytes | None) -> str:
+def search_text(raw: bytes | None) -> str:
     """A body as free text, or "" when it is binary."""
     if not raw or b"\0" in raw[:1024]:
         return ""
     return raw[:SEARCH_BODY_CAP].decode("utf-8", "ignore")
 
 
-def search_doc(exchange: dict, read: Callable[[object], bytes | None]) -> tuple[str, str, str]:
-    """(path, headers, bodies): the free text of an exchange, for FTS5."""
+def search_doc(exchange: dict, body_text: Callable[[object], str]) -> tuple[str, str, str]:
+    """(path, headers, bodies): the free text of an exchange, for FTS5; `body_text`
+    gives a body ref's `search_text`."""
     response = part(exchange, "response")
     headers = _headers_text(exchange.get("headers")) + _headers_text(response.get("headers"))
     bodies = [
-        _search_text(read(exchange.get("request_body"))),
-        _search_text(read(response.get("response_body"))),
+        body_text(exchange.get("request_body")),
+        body_text(response.get("response_body")),
     ]
     return (_str(exchange.get("path")) or "", headers, "\n".join(b for b in bodies if b))
 

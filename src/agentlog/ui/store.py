@@ -12,7 +12,8 @@ from agentlog.journal.reader import read_body
 from agentlog.logsdir import LogsDir
 from agentlog.timefmt import rfc3339
 from agentlog.ui import query
-from agentlog.ui.index import Indexer, merged
+from agentlog.ui.batch import merged
+from agentlog.ui.index import Indexer
 from agentlog.ui.query import Filters
 from agentlog.ui.rows import ROW_FIELDS, body_parts, body_view, closing
 
