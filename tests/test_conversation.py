@@ -416,6 +416,20 @@ def test_a_stream_split_anywhere_with_any_line_ends_reassembles_the_same(name, c
 
 
 @FAST
+@given(
+    name=st.sampled_from(sorted(STREAMS)),
+    cuts=st.lists(st.integers(min_value=0), max_size=60),
+    end=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+)
+def test_sse_events_are_the_same_however_the_bytes_arrive(name, cuts, end):
+    body = with_line_ends(sample(name), end)
+    whole = parse_all([sample(name)])
+    assert whole[0] and not whole[1]
+    assert parse_all(split(body, cuts)) == whole
+    assert parse_all([bytes([b]) for b in body]) == whole
+
+
+@FAST
 @given(name=st.sampled_from(sorted(STREAMS)), data=st.data())
 def test_a_stream_cut_anywhere_is_a_partial_reply_never_an_error(name, data):
     api = STREAMS[name]
@@ -555,3 +569,24 @@ def test_a_session_summary_adds_up_its_turns():
     first = summary.turns[0]
     assert first.prompt == "Thanks. Summarise." and first.tool_results == 2
     assert first.tool_calls[0].input == '{"location":"Lisbon, PT","unit":"celsius"}'
+
+
+def test_what_is_glued_to_a_mask_is_the_rest_of_the_secret():
+    """The stored body masked a value to the end of its stream event; the next event
+    starts with the rest of it."""
+    events = [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "KEY=[REDACTED]"},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "q7Xw9pL2== done"},
+        },
+        {"type": "message_stop"},
+    ]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode()
+    assert reply_of("anthropic.messages", body).blocks[0].text == "KEY=[REDACTED] done"

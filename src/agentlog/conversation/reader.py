@@ -8,9 +8,12 @@ is said in the conversation's notes.
 The reply is reassembled from pieces, and a secret split across pieces (a tool's
 input streamed as JSON fragments) escaped the redaction of the stored body, which
 saw only the pieces: the reassembled reply is redacted again, with the same rules.
+And where the stored body masked a secret to the end of its piece, the next piece
+starts with the rest of it: token characters glued to a mask are masked too.
 """
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Protocol
@@ -40,6 +43,8 @@ _READERS: dict[Api, _Reader] = {
     "openai.responses": openai_responses,
 }
 _REDACTOR = Redactor()
+# A mask (with --fingerprint, [REDACTED:<hash>]) and the token characters glued to it.
+_GLUED = re.compile(r"(\[REDACTED(?::[0-9a-f]{1,64})?\])[A-Za-z0-9_+/.~-]+=*")
 
 
 def api_of(method: object, path: object) -> Api | None:
@@ -124,7 +129,7 @@ def _clean_text(text: str) -> str:
     if not text:
         return text
     data = text.encode("utf-8", "surrogatepass")
-    return _REDACTOR.body(data, "text/plain").decode("utf-8", "replace")
+    return _GLUED.sub(r"\1", _REDACTOR.body(data, "text/plain").decode("utf-8", "replace"))
 
 
 def _clean_json(value: object) -> object:
@@ -132,7 +137,8 @@ def _clean_json(value: object) -> object:
         return value
     try:
         data = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
-        return json.loads(_REDACTOR.body(data, "application/json"))
+        clean = _REDACTOR.body(data, "application/json").decode("utf-8", "replace")
+        return json.loads(_GLUED.sub(r"\1", clean))  # no quote or backslash is swallowed
     except (ValueError, TypeError, RecursionError):
         return None
 
