@@ -462,7 +462,11 @@ def test_garbage_never_raises(api, request, response, status):
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),
@@ -537,6 +541,10 @@ def test_partial_json_examples():
     assert parse_prefix('"\\ud83d') == ("", False)  # half a surrogate pair
     assert parse_prefix('{"a": 1} trailing') == (None, False)
     assert parse_prefix("[" * 5000) == (None, False)  # deeper than anything real
+    # Only what can be written as JSON again (the API answers JSON).
+    assert parse_prefix("[NaN]") == (None, False)
+    assert parse_prefix('{"a": 1e999}') == (None, False)
+    assert parse_prefix('{"a": -Infinity') == (None, False)
 
 
 # -- sessions ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ that is not a prefix of any JSON document reads as nothing.
 
 import json
 import json.decoder
+import math
 import re
 from collections.abc import Callable
 from typing import Final
@@ -41,11 +42,24 @@ class _Bad(Exception):
     """Not a prefix of JSON."""
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def parse_prefix(text: str) -> tuple[object, bool]:
     """(value, complete): `complete` is True when `text` is one whole JSON document.
-    For a cut document the value is what was read (None when nothing was)."""
+    For a cut document the value is what was read (None when nothing was). Strict
+    JSON only: NaN, Infinity and numbers out of a float's range are not read, so
+    what comes out can be written as JSON again."""
     try:
-        return json.loads(text), True
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite), True
     except (ValueError, RecursionError):
         pass
     try:
@@ -94,7 +108,12 @@ def _number(text: str, i: int) -> tuple[object, int]:
     if match is None:
         raise _Bad
     number = match.group()
-    return (float(number) if any(c in number for c in ".eE") else int(number)), end
+    if not any(c in number for c in ".eE"):
+        return int(number), end
+    try:
+        return _finite(number), end
+    except ValueError:
+        raise _Bad from None
 
 
 def _string(text: str, i: int) -> tuple[str, int]:
