@@ -598,3 +598,17 @@ def test_what_is_glued_to_a_mask_is_the_rest_of_the_secret():
     ]
     body = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode()
     assert reply_of("anthropic.messages", body).blocks[0].text == "KEY=[REDACTED] done"
+
+
+def test_a_turns_prompt_leaves_out_system_reminders():
+    def prompt_of(*texts: str) -> str:
+        content = [{"type": "text", "text": t} for t in texts]
+        body = {"model": "m", "messages": [{"role": "user", "content": content}]}
+        conversation = read_conversation("anthropic.messages", json.dumps(body).encode(), None)
+        assert conversation is not None
+        return turn_of("id", "t", None, conversation).prompt
+
+    reminder = "<system-reminder>\nAs you answer, use this context.\n</system-reminder>"
+    assert prompt_of(reminder, "write the file a.txt") == "write the file a.txt"
+    assert prompt_of(reminder) == reminder
+    assert prompt_of(f"{reminder} and this") == f"{reminder} and this"

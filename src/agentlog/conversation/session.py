@@ -1,5 +1,6 @@
 """A session's model calls as turns in order, and their totals (pure)."""
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ class Turn:
     api: Api
     model: str | None
     status: int | None  # HTTP status; None without a response
-    prompt: str  # the text of the last user message, cut at TEXT_CAP
+    prompt: str  # the text of the last user message (no system reminders), cut at TEXT_CAP
     tool_results: int  # tool results the last user message carried back
     reply: str  # the reply's text, cut at TEXT_CAP
     tool_calls: tuple[ToolCall, ...]
@@ -68,8 +69,19 @@ def _cut(text: str, cap: int) -> str:
     return text if len(text) <= cap else text[:cap] + f"… ({len(text) - cap:,} more characters)"
 
 
+# Claude Code adds context to a user message as text blocks of their own.
+_REMINDER = re.compile(r"\s*<system-reminder>.*</system-reminder>\s*", re.DOTALL)
+
+
 def _texts(blocks: Iterable[Block]) -> str:
     return "\n\n".join(b.text for b in blocks if b.type == "text" and b.text)
+
+
+def _prompt(blocks: tuple[Block, ...]) -> str:
+    """What the user said: the text blocks, those that are only a system reminder
+    left out (unless there is nothing else)."""
+    said = [b for b in blocks if b.type == "text" and not _REMINDER.fullmatch(b.text)]
+    return _texts(said) or _texts(blocks)
 
 
 def turn_of(id: str, timestamp: str, status: int | None, conversation: Conversation) -> Turn:
@@ -87,7 +99,7 @@ def turn_of(id: str, timestamp: str, status: int | None, conversation: Conversat
         api=conversation.api,
         model=(reply.model if reply else None) or request.model,
         status=status,
-        prompt=_cut(_texts(last), TEXT_CAP),
+        prompt=_cut(_prompt(last), TEXT_CAP),
         tool_results=sum(b.type == "tool_result" for b in last),
         reply=_cut(_texts(reply.blocks), TEXT_CAP) if reply else "",
         tool_calls=calls,
