@@ -13,7 +13,7 @@ API's response.* semantic events ending in response.completed).
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -307,6 +307,23 @@ def test_a_non_2xx_answer_is_an_error_even_without_an_error_body():
     assert any("not a reply" in note for note in conversation.notes)
 
 
+def test_deep_json_in_a_body_is_read_as_nothing_never_a_recursion_error():
+    deep = "[" * 900 + "]" * 900
+    call = '{"type": "tool_use", "name": "x", "input": ' + deep + "}"
+    request = '{"model": "m", "messages": [{"role": "assistant", "content": [' + call + "]}]}"
+    assert read_conversation("anthropic.messages", request.encode(), None) is None
+    reply = '{"type": "message", "content": [' + call + "]}"
+    conversation = read_conversation("anthropic.messages", None, reply.encode())
+    assert conversation is not None
+    json.dumps(asdict(conversation))
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use"}}
+    event = json.dumps(start).replace('"tool_use"}', '"tool_use", "input": ' + deep + "}")
+    stream = f'data: {event}\n\ndata: {{"type": "message_stop"}}\n\n'.encode()
+    conversation = read_conversation("anthropic.messages", None, stream)
+    assert conversation is not None
+    json.dumps(asdict(conversation))
+
+
 def test_a_secret_split_across_stream_pieces_is_redacted_once_reassembled():
     """The stored body was redacted piece by piece; a key split over two
     input_json_delta fragments (or text deltas) was whole in none of them."""
@@ -540,7 +557,12 @@ def test_partial_json_examples():
     assert parse_prefix("[true, fa") == ([True], False)
     assert parse_prefix('"\\ud83d') == ("", False)  # half a surrogate pair
     assert parse_prefix('{"a": 1} trailing') == (None, False)
-    assert parse_prefix("[" * 5000) == (None, False)  # deeper than anything real
+    # Deeper than anything real (and than what copies it again has stack for).
+    assert parse_prefix("[" * 5000) == (None, False)
+    assert parse_prefix("[" * 100 + "]" * 100)[1]
+    assert parse_prefix("[" * 101 + "]" * 101) == (None, False)
+    assert parse_prefix("[" * 101 + "]" * 100) == (None, False)
+    assert parse_prefix("[" * 100 + "]" * 99)[0] is not None
     # Only what can be written as JSON again (the API answers JSON).
     assert parse_prefix("[NaN]") == (None, False)
     assert parse_prefix('{"a": 1e999}') == (None, False)

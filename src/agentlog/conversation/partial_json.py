@@ -11,7 +11,7 @@ import json
 import json.decoder
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -21,7 +21,9 @@ _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r"
 _LITERALS = {"true": True, "false": False, "null": None}
 # json's own string scanner (C), for the strings that end: most of them.
 _scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.__dict__["scanstring"]
-MAX_DEPTH: Final = 200  # deeper documents read as nothing (no recursion error)
+# Deeper documents read as nothing: what reads, copies or writes them again would
+# run out of stack (real ones nest a dozen levels).
+MAX_DEPTH: Final = 100
 
 
 class _Missing:
@@ -59,9 +61,11 @@ def parse_prefix(text: str) -> tuple[object, bool]:
     JSON only: NaN, Infinity and numbers out of a float's range are not read, so
     what comes out can be written as JSON again."""
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite), True
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):
         pass
+    else:
+        return (value, True) if _shallow(value) else (None, False)
     try:
         _value(text, _skip(text, 0), 0)
     except _Ended as ended:
@@ -72,6 +76,23 @@ def parse_prefix(text: str) -> tuple[object, bool]:
     return None, False
 
 
+def _shallow(value: object) -> bool:
+    """Whether `value` nests at most MAX_DEPTH arrays and objects deep."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[object] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth >= MAX_DEPTH:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
 def _skip(text: str, i: int) -> int:
     match = _WS.match(text, i)
     return match.end() if match else i
@@ -80,9 +101,9 @@ def _skip(text: str, i: int) -> int:
 def _value(text: str, i: int, depth: int) -> tuple[object, int]:
     if i >= len(text):
         raise _Ended(_MISSING)
-    if depth > MAX_DEPTH:
-        raise _Bad
     c = text[i]
+    if c in "{[" and depth >= MAX_DEPTH:
+        raise _Bad
     if c == "{":
         return _object(text, i + 1, depth + 1)
     if c == "[":

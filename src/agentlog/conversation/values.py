@@ -31,11 +31,9 @@ def flag(value: object) -> bool:
 
 
 def loads(data: str) -> object:
-    """JSON text, or None when it is not JSON."""
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return None
+    """Whole, strict JSON text no deeper than partial_json.MAX_DEPTH, or None."""
+    value, whole = parse_prefix(data)
+    return value if whole else None
 
 
 def compact(value: object) -> str:
