@@ -3,7 +3,6 @@ Responses, requests and replies (JSON or SSE streams reassembled), and per-sessi
 summaries (pure). `formats.conversation` reads the stored bodies for it."""
 
 from agentlog.conversation.model import (
-    APIS,
     Api,
     Block,
     Conversation,
@@ -15,7 +14,6 @@ from agentlog.conversation.model import (
 from agentlog.conversation.reader import api_of, read_conversation
 
 __all__ = [
-    "APIS",
     "Api",
     "Block",
     "Conversation",

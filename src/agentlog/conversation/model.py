@@ -8,17 +8,13 @@ from typing import Literal
 
 # The APIs read: Anthropic Messages, OpenAI Chat Completions, OpenAI Responses.
 Api = Literal["anthropic.messages", "openai.chat", "openai.responses"]
-APIS: tuple[Api, ...] = ("anthropic.messages", "openai.chat", "openai.responses")
-
-# text, thinking, redacted_thinking, tool_use, tool_result, image, document, other
-BlockType = str
 
 
 @dataclass(frozen=True)
 class Block:
     """One piece of a message: text, thinking, a tool call or its result, a placeholder."""
 
-    type: BlockType
+    type: str  # text, thinking, redacted_thinking, tool_use, tool_result, image, document, other
     text: str = ""  # the text; a tool result's text; a placeholder's description
     name: str | None = None  # tool_use: the tool
     id: str | None = None  # tool_use: its id; tool_result: the tool_use it answers

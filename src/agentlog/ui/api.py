@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator
 
 from agentlog import __version__
 from agentlog.capture.slicer import write_slice
+from agentlog.conversation import Api
 from agentlog.errors import UserError
 from agentlog.formats.har import har
 from agentlog.ui import live
@@ -95,7 +96,7 @@ class Detail(BaseModel):
     timings: Timings
     addresses: Addresses
     # The model API its method and path name (GET .../conversation has the rest), or null.
-    conversation: Literal["anthropic.messages", "openai.chat", "openai.responses"] | None
+    conversation: Api | None
 
 
 class Domain(BaseModel):

@@ -6,10 +6,11 @@ through formats.conversation, and kept per exchange (bodies never change under a
 import threading
 from collections import OrderedDict
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
+from agentlog.conversation.model import Api
 from agentlog.conversation.session import Turn, summarize
 from agentlog.formats.conversation import exchange_conversation, exchange_turn, is_candidate
 from agentlog.ui.store import Store
@@ -60,13 +61,10 @@ class ConversationReply(BaseModel):
     error: str | None
 
 
-ApiName = Literal["anthropic.messages", "openai.chat", "openai.responses"]
-
-
 class Conversation(BaseModel):
     id: str
     session: str
-    api: ApiName
+    api: Api
     request: ConversationRequest
     reply: ConversationReply | None
     notes: list[str]
@@ -81,7 +79,7 @@ class ToolCall(BaseModel):
 class ConversationTurn(BaseModel):
     id: str
     timestamp: str
-    api: ApiName
+    api: Api
     model: str | None
     status: int | None
     prompt: str
@@ -127,7 +125,7 @@ _CANDIDATES = (
     " AND (path LIKE '%/messages%' OR path LIKE '%/completions%' OR path LIKE '%/responses%')"
     " ORDER BY seq"
 )
-CACHE_TURNS = 20_000
+CACHE_TURNS = 5_000  # turns of up to ~4 KiB of text each
 
 
 def _key(exchange: dict) -> tuple[object, ...]:
