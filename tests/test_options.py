@@ -27,7 +27,15 @@ def readme_rows() -> dict[str, tuple[str, str | None, str | None]]:
 
 
 def test_readme_option_tables_are_the_option_tables():
-    every = (options.LOGS, *options.PROXY, *options.UI, *options.UP, *options.RUN)
+    every = (
+        options.LOGS,
+        *options.PROXY,
+        *options.UI,
+        *options.UP,
+        *options.RUN,
+        *options.SHOW,
+        *options.SESSIONS,
+    )
     declared = {o.env: (o.flag, o.metavar, o.default) for o in every}
     assert readme_rows() == declared
 

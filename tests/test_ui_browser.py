@@ -528,6 +528,8 @@ def test_screenshot_of_realistic_traffic(tmp_path, page: Page) -> None:
         opened = proxy.events("request") + proxy.events("tcp")  # the refused CONNECT: a tcp row
         expect(rows).to_have_count(len(opened))
         rows.filter(has_text="/v1/messages").nth(1).click()
+        # A model call opens as its conversation; the screenshot shows its headers and bodies.
+        page.locator("tr.detail-row .view-switch button", has_text="headers and bodies").click()
         expect(page.locator("tr.detail-row .json-tree").first).to_be_visible()
         page.mouse.move(0, 0)
         shot = page.screenshot()

@@ -18,7 +18,14 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 def test_schemathesis_finds_no_error_and_no_schema_violation(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    JournalMaker(logs).write(40)
+    maker = JournalMaker(logs)
+    maker.write(40)
+    samples = Path(__file__).resolve().parent / "llm_samples"
+    call = maker.model_call(
+        (samples / "anthropic_request.json").read_bytes(),
+        (samples / "anthropic_tool_use.sse").read_bytes(),
+        "text/event-stream",
+    )
     (logs / "capture_20260101_000000.pcap").write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(20))
     ui = start_ui(logs)
     try:
@@ -30,11 +37,15 @@ def test_schemathesis_finds_no_error_and_no_schema_violation(tmp_path):
         config.write_text(
             f"""
 [[operations]]
-include-path-regex = "^/api/exchanges/\\\\{{id\\\\}}"
+include-path-regex = "^/api/exchanges/\\\\{{id\\\\}}(/bodies|/pcap|$)"
 parameters = {{ "path.id" = "{row["id"]}", "path.which" = "response" }}
 
 [[operations]]
-include-path = "/api/sessions/{{id}}/pcap"
+include-path = "/api/exchanges/{{id}}/conversation"
+parameters = {{ "path.id" = "{call}" }}
+
+[[operations]]
+include-path-regex = "^/api/sessions/\\\\{{id\\\\}}/"
 parameters = {{ "path.id" = "{row["session"]}" }}
 
 [[operations]]

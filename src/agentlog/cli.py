@@ -15,6 +15,7 @@ from agentlog.commands import (
     proxy,
     reindex,
     run,
+    sessions,
     show,
     tail,
     ui,
@@ -37,7 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="agentlog", description="Record what an AI coding agent sends.")
     parser.add_argument("--version", action="version", version=f"agentlog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    commands = (proxy, up, run, clean, ls, show, tail, verify, audit, export, pcap, ca, ui, reindex)
+    commands = (
+        proxy,
+        up,
+        run,
+        clean,
+        ls,
+        show,
+        sessions,
+        tail,
+        verify,
+        audit,
+        export,
+        pcap,
+        ca,
+        ui,
+        reindex,
+    )
     for command in commands:
         command.add_parser(sub, common)
     return parser

@@ -329,6 +329,27 @@ RUN = (
 )
 RUN_SETS = ("--listen", "--transparent", "--dns", "--capture")  # run chooses these itself
 
+# agentlog show ID: this too.
+SHOW = (
+    Option(
+        "--conversation",
+        "AGENTLOG_CONVERSATION",
+        "a model API call as a conversation: model, system prompt, messages, reply,"
+        " tool calls, stop reason, usage",
+        switch=True,
+    ),
+)
+
+# agentlog sessions [SESSION]
+SESSIONS = (
+    Option(
+        "--json",
+        "AGENTLOG_SESSIONS_JSON",
+        "print JSON: the sessions with their totals, or the session's turns",
+        switch=True,
+    ),
+)
+
 
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     for option in options:

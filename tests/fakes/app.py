@@ -1,7 +1,8 @@
 """The ASGI application behind FakeUpstream (served by hypercorn: h1, h2, WebSocket).
 
 Endpoints: /hello, /echo, /bytes?n=N, /sse?n=N[&hold_ms=M], /ws, /status/CODE,
-/reply (the response the request's ``x-reply`` header describes),
+/reply (the response the request's ``x-reply`` header describes; so do /v1/messages,
+/v1/chat/completions and /v1/responses, the model APIs' paths),
 /bomb?coding=br|gzip|deflate|zstd&mib=N[&label=NAME] (N MiB of zeros, compressed:
 a decompression bomb; `label` is sent as its Content-Encoding instead).
 ``/reset`` lives in ``reset.py`` because an ASGI app cannot abort its TCP
@@ -28,6 +29,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 CHUNK_SIZE = 64 * 1024
+MODEL_API_PATHS = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
 _PERIOD = 251  # prime, so consecutive 64 KiB chunks differ from one another
 _BLOCK = bytes(range(_PERIOD)) * (CHUNK_SIZE // _PERIOD + 2)
 
@@ -109,7 +111,7 @@ class UpstreamApp:
             await send({"type": "http.response.body", "body": body})
         elif path.startswith("/status/"):
             await _status(send, path.removeprefix("/status/"))
-        elif path == "/reply":
+        elif path == "/reply" or path in MODEL_API_PATHS:
             await _reply(scope, receive, send)
         else:
             await _respond(send, 404, b"not found\n", "text/plain")

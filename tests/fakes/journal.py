@@ -157,6 +157,45 @@ class JournalMaker:
             }
         )
 
+    def model_call(self, request_body: bytes, response_body: bytes, content_type: str) -> str:
+        """Append one POST /v1/messages exchange with these bodies; its id."""
+        id = new_id(self.t)
+        request = {
+            **self._base("request", id),
+            "method": "POST",
+            "scheme": "https",
+            "domain": "api.anthropic.com",
+            "port": 443,
+            "path": "/v1/messages?beta=true",
+            "http_version": "HTTP/2.0",
+            "headers": {"content-type": "application/json", "x-api-key": "[REDACTED]"},
+            "client": "127.0.0.1:40000",
+            "agent_dst": None,
+            "mode": "regular",
+            "decision": "allowed",
+            "request_bytes": len(request_body),
+            "request_body": self._store(request_body),
+            "request_body_truncated": False,
+            "pcap_file": None,
+        }
+        response = {
+            **self._base("response", id),
+            "status": 200,
+            "reason": "OK",
+            "http_version": "HTTP/2.0",
+            "headers": {"content-type": content_type},
+            "response_bytes": len(response_body),
+            "response_body": self._store(response_body),
+            "response_body_truncated": False,
+            "ttfb_ms": 100.0,
+            "duration_ms": 900.0,
+            "upstream_src": "127.0.0.1:50000",
+            "upstream_dst": "127.0.0.1:443",
+        }
+        with open(self.logs.journal, "ab") as f:
+            f.write(self._line(request) + self._line(response))
+        return id
+
     def lines(self, exchanges: int) -> Iterator[bytes]:
         yield self._line(
             {

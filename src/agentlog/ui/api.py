@@ -15,9 +15,11 @@ from pydantic import BaseModel, BeforeValidator
 
 from agentlog import __version__
 from agentlog.capture.slicer import write_slice
+from agentlog.conversation import Api
 from agentlog.errors import UserError
 from agentlog.formats.har import har
 from agentlog.ui import live
+from agentlog.ui.conversations import Conversation, Conversations, SessionConversation
 from agentlog.ui.query import BadFilter, Filters, journal_time, split
 from agentlog.ui.store import Store
 
@@ -93,6 +95,8 @@ class Detail(BaseModel):
     bodies: Bodies
     timings: Timings
     addresses: Addresses
+    # The model API its method and path name (GET .../conversation has the rest), or null.
+    conversation: Api | None
 
 
 class Domain(BaseModel):
@@ -227,6 +231,8 @@ def router(store: Store) -> APIRouter:
         },
     )
 
+    conversations = Conversations(store)
+
     def exchange_or_404(id: str) -> tuple[dict, dict]:
         found = store.exchange(id)
         if found is None:
@@ -260,6 +266,21 @@ def router(store: Store) -> APIRouter:
         if raw is None:
             raise HTTPException(404, "no such body")
         return Response(raw, media_type=BINARY, headers=_attachment(f"{id}-{which}.bin"))
+
+    @api.get("/exchanges/{id}/conversation", response_model=Conversation)
+    def exchange_conversation(id: str) -> Response:
+        found = conversations.exchange(id)
+        if found is None:
+            exchange_or_404(id)
+            raise HTTPException(404, "not a model API call")
+        return json_response(found)
+
+    @api.get("/sessions/{id}/conversation", response_model=SessionConversation)
+    def session_conversation(id: str) -> Response:
+        found = conversations.session(id)
+        if found is None:
+            raise HTTPException(404, "no such session")
+        return json_response(found)
 
     def pcap(exchanges: list[dict], name: str) -> Response:
         with tempfile.TemporaryDirectory(prefix="agentlog-ui-") as tmp:

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from agentlog.capture.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, Format, PcapError
+from agentlog.conversation import api_of
 from agentlog.journal.reader import read_body
 from agentlog.logsdir import LogsDir
 from agentlog.timefmt import rfc3339
@@ -94,6 +95,7 @@ class Store:
                 "upstream_src": _text(ended.get("upstream_src")),
                 "upstream_dst": _text(ended.get("upstream_dst")),
             },
+            "conversation": api_of(exchange.get("method"), exchange.get("path")),
         }
 
     def body(self, id: str, which: str) -> bytes | None:

@@ -42,6 +42,8 @@ export const isCaptureId = (id) => typeof id === "string" && CAPTURE_ID.test(id)
 export const api = {
   exchanges: (filters, extra) => getJson("/api/exchanges", apiParams(filters, extra)),
   exchange: (id) => getJson(`/api/exchanges/${checked(id, EXCHANGE_ID)}`),
+  conversation: (id) => getJson(`/api/exchanges/${checked(id, EXCHANGE_ID)}/conversation`),
+  sessionConversation: (id) => getJson(`/api/sessions/${checked(id, SESSION_ID)}/conversation`),
   domains: (session) => getJson("/api/domains", apiParams({ session })),
   sessions: () => getJson("/api/sessions"),
   captures: () => getJson("/api/captures"),
@@ -54,6 +56,7 @@ export const links = {
   body: (id, which) =>
     `/api/exchanges/${checked(id, EXCHANGE_ID)}/bodies/${which === "request" ? "request" : "response"}`,
   capture: (id) => `/api/captures/${checked(id, CAPTURE_ID)}`,
+  sessionView: (id) => `/?view=conversations&session=${checked(id, SESSION_ID)}`,
   har: (filters) => {
     const params = apiParams(filters);
     return params.toString() ? `/api/har?${params}` : "/api/har";

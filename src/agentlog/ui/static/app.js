@@ -6,7 +6,8 @@ import { $, fill, h } from "./dom.js";
 import { plural } from "./format.js";
 import { LiveFeed } from "./live.js";
 import { RequestList } from "./list.js";
-import { FILTERS, readState, sameFilters, writeState } from "./query.js";
+import { FILTERS, VIEWS, readState, sameFilters, writeState } from "./query.js";
+import { showSessionConversation } from "./conversation.js";
 import { showCaptures, showDomains } from "./views.js";
 
 const TYPING_PAUSE_MS = 250;
@@ -159,10 +160,10 @@ for (const approach of ["pointerenter", "focus"]) inputs.session.addEventListene
 // -- views -------------------------------------------------------------------
 
 function showView() {
-  for (const button of document.querySelectorAll(".tab")) {
+  for (const button of document.querySelectorAll("nav.tabs .tab")) {
     button.setAttribute("aria-selected", String(button.getAttribute("data-view") === state.view));
   }
-  for (const name of ["requests", "domains", "captures"]) $(`#view-${name}`).hidden = name !== state.view;
+  for (const name of VIEWS) $(`#view-${name}`).hidden = name !== state.view;
   const root = $(`#view-${state.view}`);
   const loaded =
     state.view === "domains"
@@ -175,11 +176,22 @@ function showView() {
         })
       : state.view === "captures"
         ? showCaptures(root)
-        : null;
+        : state.view === "conversations"
+          ? showSessionConversation(root, state.filters.session, openExchange)
+          : null;
   loaded?.catch((error) => fill(root, h("div", { class: "message" }, `Could not load: ${error.message}`)));
 }
 
-for (const button of document.querySelectorAll(".tab")) {
+// A turn of the conversations view opens its exchange in the request list.
+function openExchange(id) {
+  state.view = "requests";
+  state.open = id;
+  saveUrl(true);
+  showView();
+  list.reveal(id);
+}
+
+for (const button of document.querySelectorAll("nav.tabs .tab")) {
   button.addEventListener("click", () => {
     state.view = button.getAttribute("data-view");
     saveUrl(true);

@@ -1,9 +1,10 @@
 // One exchange, expanded: what was sent and received, when, between which
 // addresses, and links to its packets. Every value is agent text.
 
-import { isExchangeId, isSessionId, links } from "./api.js";
+import { api, isExchangeId, isSessionId, links } from "./api.js";
 import { renderBody } from "./body.js";
-import { h } from "./dom.js";
+import { renderConversation } from "./conversation.js";
+import { fill, h } from "./dom.js";
 import { bytes, ms, url } from "./format.js";
 
 export function renderDetail(data) {
@@ -11,6 +12,16 @@ export function renderDetail(data) {
   const response = typeof exchange.response === "object" ? exchange.response : null;
   // Links are built from the id; an id of another shape gets none.
   const linked = isExchangeId(row.id);
+  const panes = h(
+    "div",
+    { class: "panes" },
+    pane("Request", exchange.headers, renderBody(data.bodies?.request, linked && links.body(row.id, "request"))),
+    pane(
+      "Response",
+      response?.headers,
+      response ? renderBody(data.bodies?.response, linked && links.body(row.id, "response")) : null,
+    ),
+  );
   return h(
     "div",
     { class: "detail" },
@@ -23,17 +34,35 @@ export function renderDetail(data) {
       linked ? actions(row) : null,
     ),
     facts(data),
-    h(
-      "div",
-      { class: "panes" },
-      pane("Request", exchange.headers, renderBody(data.bodies?.request, linked && links.body(row.id, "request"))),
-      pane(
-        "Response",
-        response?.headers,
-        response ? renderBody(data.bodies?.response, linked && links.body(row.id, "response")) : null,
-      ),
-    ),
+    data.conversation && linked ? withConversation(row, panes) : panes,
   );
+}
+
+// A model API call opens as its conversation; its headers and bodies are a tab away.
+function withConversation(row, panes) {
+  const view = h("div", { class: "conversation-view" }, h("div", { class: "loading" }, "reading the conversation…"));
+  const tabs = [
+    h("button", { class: "tab", type: "button", role: "tab", "aria-selected": "true", "data-view": "conversation" }, "conversation"),
+    h("button", { class: "tab", type: "button", role: "tab", "aria-selected": "false", "data-view": "raw" }, "headers and bodies"),
+  ];
+  const show = (which) => {
+    view.hidden = which !== "conversation";
+    panes.hidden = which === "conversation";
+    for (const tab of tabs) tab.setAttribute("aria-selected", String(tab.getAttribute("data-view") === which));
+  };
+  for (const tab of tabs) tab.addEventListener("click", () => show(tab.getAttribute("data-view")));
+  show("conversation");
+  api
+    .conversation(row.id)
+    .then((c) => fill(view, renderConversation(c)))
+    .catch((error) => {
+      fill(view, h("div", { class: "loading error" }, `no conversation to show: ${error.message}`));
+      show("raw");
+    });
+  const session = isSessionId(row.session)
+    ? h("a", { class: "action", href: links.sessionView(row.session) }, "this session's conversation")
+    : null;
+  return [h("div", { class: "view-switch", role: "tablist" }, tabs, h("span", { class: "spacer" }), session), view, panes];
 }
 
 function actions(row) {

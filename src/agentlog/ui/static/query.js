@@ -2,7 +2,7 @@
 // filter parameters built from it. The names are the API's (docs/ui-api.md).
 
 export const FILTERS = ["q", "domain", "method", "status", "kind", "session", "since", "until"];
-export const VIEWS = ["requests", "domains", "captures"];
+export const VIEWS = ["requests", "conversations", "domains", "captures"];
 
 // {view, open, filters: {name: value}} from a query string; empty values dropped.
 export function readState(search) {
