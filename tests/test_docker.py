@@ -197,6 +197,8 @@ def compose_up(engine, tmp_path_factory) -> Iterator[Project]:
         project.up = project.compose(  # type: ignore[attr-defined]
             "up", "--no-build", "--abort-on-container-exit", "--exit-code-from", "agent"
         )
+        if project.up.returncode != 0:  # what the proxy said, for the failure's message
+            project.up.stderr += project.compose("logs", "--no-color", "proxy").stdout[-4000:]
     finally:
         _down(project)  # the agent's subnet is fixed: one project at a time
     yield project

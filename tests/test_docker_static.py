@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,14 @@ def test_versions_are_pinned():
     assert re.search(r"^mitmproxy==12\.3\.\d+$", pins, re.MULTILINE)
     requirements = [line for line in pins.splitlines() if line and not line.startswith("#")]
     assert all("==" in line for line in requirements), requirements
+    pinned = {_name(line.split("==")[0]) for line in requirements}
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    missing = {_name(re.split(r"[<>=!~\[ ;]", dep)[0]) for dep in wanted} - pinned
+    assert not missing, f"agentlog's dependencies not in docker/requirements.txt: {missing}"
+
+
+def _name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", requirement.strip()).lower()
 
 
 def test_the_agent_network_is_internal_and_the_proxy_its_only_peer():
