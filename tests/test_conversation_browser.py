@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, have_browser
+from tests.browser import chromium, have_browser, watched_page
 from tests.conftest import UPSTREAM, proxy_args
 from tests.harness import RunningProxy, curl, start_proxy
 from tests.model_calls import call_model, sample, sse
@@ -24,7 +24,7 @@ pytestmark = [
 ]
 
 if have_browser():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Browser, Page, expect
 
 ROWS = "#rows tr.row"
 PROMPT = "What's the weather in Lisbon? (asked by the browser test)"
@@ -110,30 +110,14 @@ def stack(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda m: (
-            m.type == "error"
-            and "Content Security Policy" in m.text
-            and problems.append(f"CSP: {m.text}")
-        ),
-    )
-    yield page
-    context.close()
-    assert not problems, problems
+    with watched_page(browser) as opened:
+        yield opened
 
 
 def open_row(page: Page, ui: RunningUI, id: str):

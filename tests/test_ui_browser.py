@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, have_browser
+from tests.browser import chromium, have_browser, watched_page
 from tests.conftest import API, PLAIN, UPSTREAM, free_port, proxy_args
 from tests.fakes.certs import make_ca
 from tests.fakes.services import FakeServices
@@ -33,7 +33,7 @@ pytestmark = [
 ]
 
 if have_browser():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Browser, Page, expect
 
 ROWS = "#rows tr.row"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -41,10 +41,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -62,37 +60,10 @@ def stack(tmp_path_factory, upstream, upstream_ca) -> Iterator[tuple[RunningProx
     assert proxy.stop() == 0
 
 
-class Watched:
-    """What went wrong in a page that a person would notice (or should have)."""
-
-    def __init__(self, page: Page) -> None:
-        self.dialogs: list[str] = []
-        self.errors: list[str] = []
-        page.on("dialog", self._dialog)
-        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
-        page.on("console", self._console)
-
-    def _dialog(self, dialog) -> None:
-        self.dialogs.append(f"{dialog.type}: {dialog.message}")
-        dialog.dismiss()
-
-    def _console(self, message) -> None:
-        if message.type == "error" and "Content Security Policy" in message.text:
-            self.errors.append(f"CSP: {message.text}")
-
-    def check(self) -> None:
-        assert not self.dialogs, f"a dialog opened: {self.dialogs}"
-        assert not self.errors, self.errors
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    watched = Watched(page)
-    yield page
-    context.close()
-    watched.check()
+    with watched_page(browser, accept_downloads=True) as opened:
+        yield opened
 
 
 def row_ids(page: Page) -> list[str]:
