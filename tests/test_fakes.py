@@ -165,7 +165,7 @@ def test_reset_aborts_transfer(upstream: FakeUpstream, ca_file: Path, tls: bool)
 
 def test_websocket_echo(upstream: FakeUpstream, client_tls: ssl.SSLContext) -> None:
     uri = f"wss://127.0.0.1:{upstream.port}/ws"
-    with ws_connect(uri, ssl=client_tls, server_hostname="upstream.test", open_timeout=5) as ws:
+    with ws_connect(uri, ssl=client_tls, server_hostname="upstream.test", open_timeout=30) as ws:
         ws.send("ping")
         assert ws.recv(timeout=5) == "ping"
         ws.send(b"\x00\x01\xff")
