@@ -152,14 +152,29 @@ def test_sigterm_is_passed_on_and_everything_is_taken_down(tmp_path, args, host_
     complete(logs)
 
 
+def _has_namespace(run: subprocess.Popen) -> bool:
+    """Whether the run has made its namespace (named `al<its pid>s<n>`)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return any(line.startswith(f"al{run.pid}s") for line in listed.splitlines())
+
+
 def test_sigterm_while_setting_up_undoes_what_was_done(tmp_path, args, host_unchanged):
-    for delay in (0.3, 0.8):
-        logs = tmp_path / f"logs{delay}"
+    """SIGTERM as soon as the run has made its namespace, and as soon as its proxy has
+    started: stages seen from outside, not delays (a loaded machine moves them)."""
+    stages = {
+        "namespace made": lambda run, logs: _has_namespace(run),
+        "proxy started": lambda run, logs: (logs / "requests.jsonl").exists(),
+    }
+    for stage, reached in stages.items():
+        logs = tmp_path / stage.replace(" ", "-")
         run = start_run(logs, args, "sleep", "60")
-        time.sleep(delay)
+        deadline = time.monotonic() + 60
+        while not reached(run, logs):
+            assert run.poll() is None and time.monotonic() < deadline, f"never {stage}"
+            time.sleep(0.005)
         run.send_signal(signal.SIGTERM)
-        assert run.wait(60) == 128 + signal.SIGTERM
-        assert "Traceback" not in (run.stderr.read() if run.stderr else "")
+        assert run.wait(60) == 128 + signal.SIGTERM, stage
+        assert "Traceback" not in (run.stderr.read() if run.stderr else ""), stage
 
 
 def test_after_sigkill_clean_removes_the_sandbox(tmp_path, args, host_unchanged):
