@@ -11,13 +11,18 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import hoststate
+from tests.browser import chromium, watched_page
 from tests.fakes.certs import CA, make_ca
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RunningProxy, start_proxy
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 UPSTREAM = "upstream.test"
 API = "api.fake.test"
@@ -53,6 +58,20 @@ def upstream(upstream_ca, tmp_path_factory) -> Iterator[FakeUpstream]:
     names = [UPSTREAM, API, RESET, DOWN, "localhost", "127.0.0.1"]
     with FakeUpstream.from_ca(ca, tmp_path_factory.mktemp("upstream"), names=names) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, for a module's browser tests (they skip without it)."""
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page; the test fails on a dialog, a page error or a CSP violation."""
+    with watched_page(browser, accept_downloads=True) as opened:
+        yield opened
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser import chromium, have_browser, watched_page
+from tests.browser import have_browser
 from tests.claude_runs import ANTHROPIC, WRITE, ClaudeRun, claude_run
 from tests.netns import can_make_namespaces
 from tests.sandbox_runs import events
@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 if have_browser():
-    from playwright.sync_api import Browser, Locator, Page, expect
+    from playwright.sync_api import Locator, Page, expect
 
 ROWS = "#rows tr.row"
 MESSAGES = "/v1/messages?beta=true"
@@ -42,18 +42,6 @@ def recorded() -> Iterator[tuple[ClaudeRun, RunningUI]]:
             yield run, ui
         finally:
             ui.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with watched_page(browser) as opened:
-        yield opened
 
 
 def answered_calls(run: ClaudeRun) -> list[tuple[str, dict]]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser import chromium, have_browser, watched_page
+from tests.browser import have_browser
 from tests.conftest import UPSTREAM, proxy_args
 from tests.harness import RunningProxy, curl, start_proxy
 from tests.model_calls import call_model, sample, sse
@@ -24,7 +24,7 @@ pytestmark = [
 ]
 
 if have_browser():
-    from playwright.sync_api import Browser, Page, expect
+    from playwright.sync_api import Page, expect
 
 ROWS = "#rows tr.row"
 PROMPT = "What's the weather in Lisbon? (asked by the browser test)"
@@ -106,18 +106,6 @@ def stack(
             ui.stop()
     finally:
         proxy.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with watched_page(browser) as opened:
-        yield opened
 
 
 def open_row(page: Page, ui: RunningUI, id: str):

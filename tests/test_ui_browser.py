@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.browser import chromium, have_browser, watched_page
+from tests.browser import have_browser
 from tests.conftest import API, PLAIN, UPSTREAM, free_port, proxy_args
 from tests.fakes.certs import make_ca
 from tests.fakes.services import FakeServices
@@ -40,12 +40,6 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory, upstream, upstream_ca) -> Iterator[tuple[RunningProxy, RunningUI]]:
     """One proxy and one UI on its logs, shared by the tests of this module."""
     logs = tmp_path_factory.mktemp("ui") / "logs"
@@ -58,12 +52,6 @@ def stack(tmp_path_factory, upstream, upstream_ca) -> Iterator[tuple[RunningProx
     yield proxy, ui
     ui.stop()
     assert proxy.stop() == 0
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with watched_page(browser, accept_downloads=True) as opened:
-        yield opened
 
 
 def row_ids(page: Page) -> list[str]:
