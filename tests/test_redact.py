@@ -340,6 +340,28 @@ def test_ordinary_anthropic_traffic_is_stored_byte_for_byte():
     assert R.path("/v1/messages?beta=true&limit=20")[0] == "/v1/messages?beta=true&limit=20"
 
 
+def test_an_oauth_code_exchange_keeps_its_code_and_verifier_out():
+    """Claude Code's login: POST platform.claude.com/v1/oauth/token, in JSON."""
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": "Zq9code-one-time-12345",
+        "code_verifier": "Zq9verifier-pkce-abcdefghijklmnop",
+        "client_id": "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
+        "redirect_uri": "https://platform.claude.com/oauth/code/callback",
+        "state": "Zq9state",
+    }
+    known: set[str] = set()
+    clean = json.loads(R.body(json.dumps(exchange).encode(), "application/json", known))
+    assert clean["code"] == clean["code_verifier"] == REDACTED
+    assert {k: v for k, v in clean.items() if k not in ("code", "code_verifier")} == {
+        k: v for k, v in exchange.items() if k not in ("code", "code_verifier")
+    }
+    assert {"Zq9code-one-time-12345", "Zq9verifier-pkce-abcdefghijklmnop"} <= known
+    # "code" elsewhere is what it says: source code, an error code.
+    other = {"code": "print('hello')", "error": {"code": 429}}
+    assert json.loads(R.body(json.dumps(other).encode(), "application/json")) == other
+
+
 def test_names_that_describe_a_secret_are_not_secrets():
     for name in ["token_count", "auth_type", "token_url", "secret_name", "expires_in", "token_ids"]:
         assert not is_secret_name(name), name

@@ -170,8 +170,11 @@ class Redactor:
     def _json(self, node: object, known: set[str], depth: int) -> object:
         if isinstance(node, dict):
             out: dict[object, object] = {}
+            # An OAuth code exchange (RFC 6749 4.1.3) in JSON: its "code" is a credential.
+            exchange = node.get("grant_type") == "authorization_code"
             for key, value in node.items():
-                if is_secret_name(str(key)) and value not in (None, "", [], {}, True, False):
+                named = is_secret_name(str(key)) or (exchange and key == "code")
+                if named and value not in (None, "", [], {}, True, False):
                     secret = value if isinstance(value, str) else json.dumps(value)
                     _learn(value, known)
                     out[key] = self.mask(secret)

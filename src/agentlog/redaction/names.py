@@ -75,7 +75,9 @@ _KEY_QUALIFIERS = frozenset(
         "host",
     }
 )
-_SECRET_PAIRS = frozenset({("session", "id"), ("client", "secret"), ("refresh", "token")})
+_SECRET_PAIRS = frozenset(
+    {("session", "id"), ("client", "secret"), ("refresh", "token"), ("code", "verifier")}
+)
 # A secret word followed by one of these names a fact about the secret, not the
 # secret: token_count, auth_type, token_url, secret_name, expires_in.
 _DESCRIBES = frozenset(
