@@ -10,7 +10,8 @@
   One engine at a time on the machine (a lock). On exit it is stopped and what
   it changed on the host is put back: the iptables rules and chains it added
   (nftables tables it created are removed whole), the FORWARD policy, the
-  sysctls it set, the bridges and veths it left.
+  sysctls it set, the bridges and veths it left. What it will put back is also
+  saved in the cache, so that a run killed with SIGKILL is undone by the next.
 * ``base_image()``: the image the Dockerfiles name, made by ``debootstrap
   --variant=minbase trixie`` from the machine's Debian mirror, slimmed, and
   imported under that exact tag; the tarball is cached.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -48,6 +50,7 @@ PROXY_IMAGE = "agentlog-proxy:0.1.0"
 AGENT_IMAGE = "agentlog-agent:0.1.0"
 EXEC_ROOT = Path("/run/agentlog-docker")  # short: containerd's socket paths live under it
 SOCKET = EXEC_ROOT / "docker.sock"
+HOST_BEFORE = CACHE / "host-before.json"  # the host before the running engine, for restore
 SYSCTLS = (
     "net.ipv4.ip_forward",
     "net.ipv6.conf.all.forwarding",
@@ -117,6 +120,24 @@ class HostState:
                 sysctls[name] = path.read_text().strip()
         chains = {t: _chains(t) for t in tables & IPTABLES_TABLES}
         return cls(rules, tables, sysctls, _links(), chains)
+
+    def save(self, path: Path) -> None:
+        fields = {
+            "rules": self.rules,
+            "tables": sorted(self.tables),
+            "sysctls": self.sysctls,
+            "links": sorted(self.links),
+            "chains": {table: sorted(chains) for table, chains in self.chains.items()},
+        }
+        path.write_text(json.dumps(fields))
+
+    @classmethod
+    def load(cls, path: Path) -> HostState:
+        fields = json.loads(path.read_text())
+        chains = {table: set(names) for table, names in fields["chains"].items()}
+        return cls(
+            fields["rules"], set(fields["tables"]), fields["sysctls"], set(fields["links"]), chains
+        )
 
     def restore(self) -> None:
         """Undo what was added since this reading (only that: other runs' rules stay)."""
@@ -234,7 +255,10 @@ class Engine:
 
     def _start(self) -> None:
         self._stop_stale()
+        if HOST_BEFORE.exists():  # a run killed before it could restore the host
+            HostState.load(HOST_BEFORE).restore()
         self._host = HostState.read()
+        self._host.save(HOST_BEFORE)
         EXEC_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.log, "w") as log:
@@ -285,6 +309,7 @@ class Engine:
             try:
                 if self._host is not None:
                     self._host.restore()
+                    HOST_BEFORE.unlink(missing_ok=True)
                 shutil.rmtree(EXEC_ROOT, ignore_errors=True)
             finally:
                 if self._lock is not None:
