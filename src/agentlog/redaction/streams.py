@@ -1,0 +1,282 @@
+"""Secrets split across the events of a stream (pure).
+
+A streamed model reply (Server-Sent Events) carries its text in pieces, one per
+event: Anthropic's `delta.text` / `delta.partial_json`, OpenAI Chat's
+`choices[].delta.content` and `...tool_calls[].function.arguments`, OpenAI
+Responses' `delta`. A secret the model echoes may be split across events, whole
+in none of them, so redacting event by event misses it. Here the strings of each
+`data:` line's JSON are joined per stream - the same JSON path, with the list
+positions and the `index`-like fields (`index`, `output_index`, ...) along it and
+the event's `type` - and the joined text is searched with the same finders as
+any text. Each secret found is masked once, in the piece where it starts; its
+parts in the following pieces are removed, so the reassembled reply reads as if
+the whole text had been redacted. Only the edited string literals change: every
+other byte of the body, and every event that holds no part of a secret, stays
+as it was.
+
+A line that is not JSON is not part of any stream. The last line may be cut by
+the body cap: it is read as far as it goes. A body that does not end with the
+last event of a whole stream may have been cut inside a secret, in the stream of
+its last event or of the one before: a secret running to the end of those is
+masked from its start.
+"""
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from agentlog.redaction.text import Span, secrets_in_text
+
+# A data line: at the start of the text or of a line (CRLF, LF or CR endings).
+_DATA_LINE = re.compile(r"(?<![^\r\n])data: ?([^\r\n]*)")
+# A body with no event-stream content type is a stream if it starts as one.
+_SSE_START = re.compile(r"\ufeff?(?:data|event|id|retry)?:")
+# Fields that tell one stream from another within an event shape.
+_INDEX_KEYS = frozenset({"index", "output_index", "content_index", "summary_index"})
+# One JSON string literal of a line (the last one may be cut short).
+_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*+)"?')
+# One character of a literal as written: an escape (a surrogate pair is one
+# character once read) or a character standing for itself.
+_UNIT = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r"|\\u[0-9a-fA-F]{4}|\\[^u]|[^\\]"
+)
+
+# The last event of a whole stream (Anthropic, OpenAI Chat, OpenAI Responses), and
+# the blank line that ends it.
+_ENDS = frozenset(
+    {
+        *("message_stop", "[DONE]", "error"),
+        *("response.completed", "response.incomplete", "response.failed"),
+    }
+)
+_BLANK_LINE_END = re.compile(r"(?:\r\n|\r|\n){2}\Z")
+
+Key = tuple[object, ...]
+# A literal's text as read, and the (start, end, replacement) cuts to make in it.
+_Edits = tuple[str, list[tuple[int, int, str]]]
+
+
+class _Object(list[tuple[str, object]]):
+    """A JSON object's pairs in source order, repeated keys kept: one entry per
+    string literal, so the strings line up with the literals of the line."""
+
+
+@dataclass
+class _Piece:
+    line: int  # which data line
+    literal: int  # which string literal of that line
+    text: str  # the string as read
+    start: int = 0  # where it starts in the stream's joined text
+
+
+def is_stream(text: str, content_type: str) -> bool:
+    """Whether a body is (or starts as) Server-Sent Events."""
+    if "event-stream" in content_type:
+        return True
+    return "json" not in content_type and _SSE_START.match(text) is not None
+
+
+def redact(text: str, known: set[str], mask: Callable[[str], str]) -> str:
+    """Mask the secrets that the joined pieces of each stream hold. Values caught
+    by name are added to `known`."""
+    lines = list(_DATA_LINE.finditer(text))
+    if not lines:
+        return text
+    last = len(lines) - 1
+    streams: dict[Key, list[_Piece]] = {}
+    end_type: object = None
+    for n, line in enumerate(lines):
+        doc = _read(line.group(1), cut=n == last and line.end() == len(text))
+        if n == last:
+            end_type = line.group(1).strip() if doc is None else _type(doc)
+        if doc is None:
+            continue
+        for i, found in enumerate(_strings(doc)):
+            if found is not None and found[1]:
+                streams.setdefault(found[0], []).append(_Piece(n, i, found[1]))
+    # A body cut by the cap may end inside a secret, in the stream of its last
+    # event or of the one before (the cut fell in the head of the next piece).
+    cut = end_type not in _ENDS or _BLANK_LINE_END.search(text) is None
+    edits: dict[tuple[int, int], _Edits] = {}
+    for pieces in streams.values():
+        open_at_cut = cut and pieces[-1].line >= last - 1
+        if len(pieces) > 1 or open_at_cut:
+            _mask_stream(pieces, open_at_cut, known, mask, edits)
+    if not edits:
+        return text
+    out, pos = [], 0
+    for n, line in enumerate(lines):
+        changes = {lit: e for (ln, lit), e in edits.items() if ln == n}
+        if changes:
+            start, end = line.span(1)
+            out += [text[pos:start], _edit_line(text[start:end], changes)]
+            pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# -- reading the lines -------------------------------------------------------------
+
+
+def _read(value: str, cut: bool) -> object | None:
+    """A data line's JSON (objects as _Object), or None. A line cut short is read
+    as far as it goes."""
+    if value[:1] not in ("{", "["):
+        return None
+    try:
+        return json.loads(value, object_pairs_hook=_Object)
+    except (ValueError, RecursionError):
+        pass
+    if not cut:
+        return None
+    # Imported here: agentlog.conversation imports agentlog.redact, which imports this.
+    from agentlog.conversation.partial_json import parse_prefix
+
+    doc, _ = parse_prefix(value)
+    return doc
+
+
+def _type(doc: object) -> object:
+    """An event's `type` (what the last one is tells whether the stream ended)."""
+    pairs = doc if isinstance(doc, _Object) else doc.items() if isinstance(doc, dict) else ()
+    return next((v for k, v in pairs if k == "type"), None)
+
+
+def _strings(doc: object) -> Iterator[tuple[Key, str] | None]:
+    """One item per string literal, in source order: (the stream it belongs to,
+    its text), or None for a key or a field that names the stream."""
+    stack: list[tuple[object, Key | None]] = [(doc, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            yield None if path is None else (path, node)
+        elif isinstance(node, _Object | dict):
+            pairs = list(node) if isinstance(node, _Object) else list(node.items())
+            here = path if path is not None else ()
+            marks: tuple[tuple[str, object], ...] = tuple(
+                (k, v) for k, v in pairs if k in _INDEX_KEYS and type(v) is int
+            )
+            if not here:  # the event's type tells the streams of one path apart
+                marks += tuple(("type", v) for k, v in pairs if k == "type")
+            if marks:
+                here = (*here, marks)
+            todo: list[tuple[object, Key | None]] = []
+            for k, v in pairs:
+                names_stream = k in _INDEX_KEYS or (not path and k == "type")
+                todo += [("", None), (v, None if names_stream else (*here, k))]
+            stack.extend(reversed(todo))
+        elif isinstance(node, list):
+            here = path if path is not None else ()
+            stack.extend(
+                (item, (*here, _position(item, i))) for i, item in reversed(list(enumerate(node)))
+            )
+
+
+def _position(item: object, i: int) -> object:
+    """A list item's place: its `index` field if it has one (a tool call's pieces
+    come at position 0 of each event's list), else its position."""
+    if isinstance(item, _Object | dict):
+        pairs = item if isinstance(item, _Object) else item.items()
+        if any(k == "index" and type(v) is int for k, v in pairs):
+            return "[]"
+    return i
+
+
+# -- finding and masking -----------------------------------------------------------
+
+
+def _mask_stream(
+    pieces: list[_Piece],
+    cut: bool,
+    known: set[str],
+    mask: Callable[[str], str],
+    edits: dict[tuple[int, int], _Edits],
+) -> None:
+    pos = 0
+    for piece in pieces:
+        piece.start, pos = pos, pos + len(piece.text)
+    joined = "".join(p.text for p in pieces)
+    # A stream that was not cut ends where its text ends, not inside a secret: a
+    # space after it keeps the finders from reading its last word as cut short.
+    searched = joined if cut else joined + " "
+    found: set[str] = set()
+    spans = _merged(secrets_in_text(searched, found, known, cut=cut))
+    known |= found
+    for start, end in spans:
+        end = min(end, len(joined))
+        replacement = mask(joined[start:end])
+        for piece in pieces:
+            lo, hi = max(start, piece.start), min(end, piece.start + len(piece.text))
+            if lo < hi:
+                cut_at = (lo - piece.start, hi - piece.start, replacement)
+                edits.setdefault((piece.line, piece.literal), (piece.text, []))[1].append(cut_at)
+                replacement = ""  # the rest of the secret: removed
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    out: list[list[int]] = []
+    for start, end in sorted(spans):
+        if end <= start:
+            continue
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(s, e) for s, e in out]
+
+
+def _edit_line(value: str, changes: dict[int, _Edits]) -> str:
+    """The data line with the changed characters of its literals replaced; the
+    rest of each literal (its escapes too) is kept as written."""
+    literals = list(_LITERAL.finditer(value))
+    out, pos = [], 0
+    for i, (text, cuts) in sorted(changes.items()):
+        literal = _literal_of(literals, i, text)
+        if literal is None or literal.start() < pos:
+            continue
+        start, end = literal.span(1)
+        out += [value[pos:start], _edit_literal(literal.group(1), cuts)]
+        pos = end
+    out.append(value[pos:])
+    return "".join(out)
+
+
+def _literal_of(literals: list[re.Match[str]], i: int, text: str) -> re.Match[str] | None:
+    """The i-th literal, which reads as `text`. A line cut short (read by
+    parse_prefix, which keeps the last of repeated keys) may be out of step:
+    then the first later literal that reads as `text`."""
+    for literal in literals[i:]:
+        if _read_literal(literal.group(1)) == text:
+            return literal
+    return None
+
+
+def _read_literal(raw: str) -> str | None:
+    end = _units(raw)[-1]
+    try:
+        return json.loads(f'"{raw[:end]}"')
+    except ValueError:
+        return None
+
+
+def _units(raw: str) -> list[int]:
+    """Where each character of a literal starts as written, and where the last ends
+    (before a cut escape)."""
+    offsets, pos = [], 0
+    while (unit := _UNIT.match(raw, pos)) is not None:
+        offsets.append(pos)
+        pos = unit.end()
+    offsets.append(pos)
+    return offsets
+
+
+def _edit_literal(raw: str, cuts: list[tuple[int, int, str]]) -> str:
+    offsets = _units(raw)
+    out, at = [], 0
+    for start, end, replacement in sorted(cuts):
+        out += [raw[at : offsets[start]], json.dumps(replacement, ensure_ascii=False)[1:-1]]
+        at = offsets[end]
+    out.append(raw[at:])
+    return "".join(out)
