@@ -255,6 +255,35 @@ def test_a_body_cut_inside_a_split_secret():
         assert b"abcDEF" not in out, (cut, out)
 
 
+def test_a_stream_left_open_in_a_string_does_not_hide_the_next_one():
+    """The streams are searched together: one that ends inside a JSON string (a tool
+    input cut short) must not swallow the start of the next one."""
+    event = "data: " + '{"type":"content_block_delta","index":%d,"delta":{"partial_json":%s}}\n\n'
+    pieces = [(0, '{"password": "Zq9open'), (1, '{"api_key": "Zq9abc'), (1, 'def123456"}')]
+    body = (
+        "".join(event % (i, json.dumps(p)) for i, p in pieces) + 'data: {"type":"message_stop"}\n\n'
+    )
+    out = R.body(body.encode(), "text/event-stream")
+    assert b"def123456" not in out and b"Zq9open" not in out, out
+
+
+def test_hostile_streams_are_redacted_in_bounded_time():
+    import time
+
+    mb = 1024 * 1024
+    wide = "data: [" + ",".join(['"ab"'] * 200_000) + "]\n\n"
+    for body in (
+        (wide * 2)[:mb],
+        "".join(f'data: {{"index":{i},"t":"sk-ant-api03-"}}\n\n' for i in range(40_000))[:mb],
+        "".join('data: {"t":"a"}\n\n' for _ in range(70_000))[:mb],
+        "data: " + "[" * 100_000 + "\n\n",
+        "data: " + '{"a":' * 900 + '"x"' + "}" * 900 + "\n\n",
+    ):
+        start = time.monotonic()
+        R.body(body.encode(), "text/event-stream")
+        assert time.monotonic() - start < 5, body[:40]
+
+
 def test_lines_that_are_not_json_and_other_bodies_are_untouched():
     for body, ctype in (
         ("data: [DONE]\n\n: keep-alive\n\ndata: {not json\n\n", "text/event-stream"),

@@ -21,6 +21,7 @@ its last event or of the one before: a secret running to the end of those is
 masked from its start.
 """
 
+import bisect
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -34,6 +35,13 @@ _DATA_LINE = re.compile(r"(?<![^\r\n])data: ?([^\r\n]*)")
 _SSE_START = re.compile(r"\ufeff?(?:data|event|id|retry)?:")
 # Fields that tell one stream from another within an event shape.
 _INDEX_KEYS = frozenset({"index", "output_index", "content_index", "summary_index"})
+# Streams searched as cut short, at most: the latest ones (a real stream's last two
+# events hold a handful).
+_MAX_CUT_STREAMS = 64
+# Between the streams searched together.
+_SEPARATOR = ' "\n\n'
+# Pieces of real streams sit a few levels deep (choices[0].delta.tool_calls[0]...).
+_MAX_DEPTH = 16
 # One JSON string literal of a line (the last one may be cut short).
 _LITERAL = re.compile(r'"((?:[^"\\]|\\.)*+)"?')
 # One character of a literal as written: an escape (a surrogate pair is one
@@ -61,6 +69,9 @@ _Edits = tuple[str, list[tuple[int, int, str]]]
 class _Object(list[tuple[str, object]]):
     """A JSON object's pairs in source order, repeated keys kept: one entry per
     string literal, so the strings line up with the literals of the line."""
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_Object)
 
 
 @dataclass
@@ -96,23 +107,24 @@ def redact(text: str, known: set[str], mask: Callable[[str], str]) -> str:
         for i, found in enumerate(_strings(doc)):
             if found is not None and found[1]:
                 streams.setdefault(found[0], []).append(_Piece(n, i, found[1]))
-    # A body cut by the cap may end inside a secret, in the stream of its last
-    # event or of the one before (the cut fell in the head of the next piece).
+    # A body cut by the cap may end inside a secret, in a stream of its last event
+    # or of the one before (the cut fell in the head of the next piece).
     cut = end_type not in _ENDS or _BLANK_LINE_END.search(text) is None
-    edits: dict[tuple[int, int], _Edits] = {}
-    for pieces in streams.values():
-        open_at_cut = cut and pieces[-1].line >= last - 1
-        if len(pieces) > 1 or open_at_cut:
-            _mask_stream(pieces, open_at_cut, known, mask, edits)
+    at_cut = [p for p in streams.values() if cut and p[-1].line >= last - 1]
+    at_cut = sorted(at_cut, key=lambda p: (p[-1].line, p[-1].literal))[-_MAX_CUT_STREAMS:]
+    cut_ids = {id(p) for p in at_cut}
+    whole = [p for p in streams.values() if len(p) > 1 and id(p) not in cut_ids]
+    edits: dict[int, dict[int, _Edits]] = {}
+    _search(whole, False, known, mask, edits)
+    for pieces in at_cut:
+        _search([pieces], True, known, mask, edits)
     if not edits:
         return text
     out, pos = [], 0
-    for n, line in enumerate(lines):
-        changes = {lit: e for (ln, lit), e in edits.items() if ln == n}
-        if changes:
-            start, end = line.span(1)
-            out += [text[pos:start], _edit_line(text[start:end], changes)]
-            pos = end
+    for n, changes in sorted(edits.items()):
+        start, end = lines[n].span(1)
+        out += [text[pos:start], _edit_line(text[start:end], changes)]
+        pos = end
     out.append(text[pos:])
     return "".join(out)
 
@@ -126,7 +138,7 @@ def _read(value: str, cut: bool) -> object | None:
     if value[:1] not in ("{", "["):
         return None
     try:
-        return json.loads(value, object_pairs_hook=_Object)
+        return _DECODER.decode(value)
     except (ValueError, RecursionError):
         pass
     if not cut:
@@ -146,7 +158,8 @@ def _type(doc: object) -> object:
 
 def _strings(doc: object) -> Iterator[tuple[Key, str] | None]:
     """One item per string literal, in source order: (the stream it belongs to,
-    its text), or None for a key or a field that names the stream."""
+    its text), or None for a key, a field that names the stream, or a string
+    nested deeper than any stream's pieces are."""
     stack: list[tuple[object, Key | None]] = [(doc, ())]
     while stack:
         node, path = stack.pop()
@@ -154,24 +167,28 @@ def _strings(doc: object) -> Iterator[tuple[Key, str] | None]:
             yield None if path is None else (path, node)
         elif isinstance(node, _Object | dict):
             pairs = list(node) if isinstance(node, _Object) else list(node.items())
-            here = path if path is not None else ()
-            marks: tuple[tuple[str, object], ...] = tuple(
-                (k, v) for k, v in pairs if k in _INDEX_KEYS and type(v) is int
-            )
-            if not here:  # the event's type tells the streams of one path apart
-                marks += tuple(("type", v) for k, v in pairs if k == "type")
-            if marks:
-                here = (*here, marks)
-            todo: list[tuple[object, Key | None]] = []
-            for k, v in pairs:
-                names_stream = k in _INDEX_KEYS or (not path and k == "type")
-                todo += [("", None), (v, None if names_stream else (*here, k))]
+            if path is not None and len(path) < _MAX_DEPTH:
+                marks: tuple[tuple[str, object], ...] = tuple(
+                    (k, v) for k, v in pairs if k in _INDEX_KEYS and type(v) is int
+                )
+                if not path:  # the event's type tells the streams of one path apart
+                    marks += tuple(("type", v) for k, v in pairs if k == "type")
+                here = (*path, marks) if marks else path
+                todo: list[tuple[object, Key | None]] = []
+                for k, v in pairs:
+                    names_stream = k in _INDEX_KEYS or (not path and k == "type")
+                    todo += [("", None), (v, None if names_stream else (*here, k))]
+            else:  # only counted, so that the strings line up with the literals
+                todo = [item for k, v in pairs for item in (("", None), (v, None))]
             stack.extend(reversed(todo))
         elif isinstance(node, list):
-            here = path if path is not None else ()
-            stack.extend(
-                (item, (*here, _position(item, i))) for i, item in reversed(list(enumerate(node)))
-            )
+            if path is not None and len(path) < _MAX_DEPTH:
+                stack.extend(
+                    (item, (*path, _position(item, i)))
+                    for i, item in reversed(list(enumerate(node)))
+                )
+            else:
+                stack.extend((item, None) for item in reversed(node))
 
 
 def _position(item: object, i: int) -> object:
@@ -187,32 +204,65 @@ def _position(item: object, i: int) -> object:
 # -- finding and masking -----------------------------------------------------------
 
 
-def _mask_stream(
-    pieces: list[_Piece],
+def _search(
+    streams: list[list[_Piece]],
     cut: bool,
     known: set[str],
     mask: Callable[[str], str],
-    edits: dict[tuple[int, int], _Edits],
+    edits: dict[int, dict[int, _Edits]],
 ) -> None:
-    pos = 0
-    for piece in pieces:
-        piece.start, pos = pos, pos + len(piece.text)
-    joined = "".join(p.text for p in pieces)
-    # A stream that was not cut ends where its text ends, not inside a secret: a
-    # space after it keeps the finders from reading its last word as cut short.
-    searched = joined if cut else joined + " "
+    """Find the secrets in the joined text of each stream, all in one search: the
+    separator holds a line break, which no finder reads across, and a quote, which
+    ends a JSON string a stream left open. Without `cut`, a stream ends where its
+    text ends, not inside a secret: the separator after it says so too."""
+    if not streams:
+        return
+    texts = ["".join(p.text for p in pieces) for pieces in streams]
+    for pieces in streams:
+        pos = 0
+        for piece in pieces:
+            piece.start, pos = pos, pos + len(piece.text)
+    searched = _SEPARATOR.join(texts) + ("" if cut else _SEPARATOR)
+    starts, pos = [], 0
+    for joined in texts:
+        starts.append(pos)
+        pos += len(joined) + len(_SEPARATOR)
     found: set[str] = set()
     spans = _merged(secrets_in_text(searched, found, known, cut=cut))
     known |= found
     for start, end in spans:
-        end = min(end, len(joined))
-        replacement = mask(joined[start:end])
-        for piece in pieces:
-            lo, hi = max(start, piece.start), min(end, piece.start + len(piece.text))
+        first = bisect.bisect_right(starts, start) - 1
+        for s in range(max(first, 0), len(streams)):
+            offset = starts[s]
+            if offset >= end:
+                break
+            lo, hi = max(start - offset, 0), min(end - offset, len(texts[s]))
             if lo < hi:
-                cut_at = (lo - piece.start, hi - piece.start, replacement)
-                edits.setdefault((piece.line, piece.literal), (piece.text, []))[1].append(cut_at)
-                replacement = ""  # the rest of the secret: removed
+                _mask_span(streams[s], texts[s], lo, hi, mask, edits)
+
+
+def _mask_span(
+    pieces: list[_Piece],
+    joined: str,
+    start: int,
+    end: int,
+    mask: Callable[[str], str],
+    edits: dict[int, dict[int, _Edits]],
+) -> None:
+    """The mask in the piece where the secret starts; the rest of it removed."""
+    replacement = mask(joined[start:end])
+    first = bisect.bisect_right(pieces, start, key=lambda p: p.start) - 1
+    for k in range(max(first, 0), len(pieces)):
+        piece = pieces[k]
+        if piece.start >= end:
+            break
+        lo, hi = max(start, piece.start), min(end, piece.start + len(piece.text))
+        if lo < hi:
+            line = edits.setdefault(piece.line, {})
+            line.setdefault(piece.literal, (piece.text, []))[1].append(
+                (lo - piece.start, hi - piece.start, replacement)
+            )
+            replacement = ""  # the rest of the secret: removed
 
 
 def _merged(spans: list[Span]) -> list[Span]:
