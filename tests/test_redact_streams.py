@@ -259,12 +259,12 @@ def test_a_stream_left_open_in_a_string_does_not_hide_the_next_one():
     """The streams are searched together: one that ends inside a JSON string (a tool
     input cut short) must not swallow the start of the next one."""
     event = "data: " + '{"type":"content_block_delta","index":%d,"delta":{"partial_json":%s}}\n\n'
-    pieces = [(0, '{"password": "Zq9open'), (1, '{"api_key": "Zq9abc'), (1, 'def123456"}')]
+    pieces = [(0, '{"password": "Zq9'), (0, "open"), (1, '{"api_key": "Zq9abc'), (1, 'def123"}')]
     body = (
         "".join(event % (i, json.dumps(p)) for i, p in pieces) + 'data: {"type":"message_stop"}\n\n'
     )
     out = R.body(body.encode(), "text/event-stream")
-    assert b"def123456" not in out and b"Zq9open" not in out, out
+    assert b"def123" not in out and b"open" not in out, out
 
 
 def test_hostile_streams_are_redacted_in_bounded_time():
