@@ -24,7 +24,7 @@ masked from its start.
 import bisect
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentlog.redaction.text import Span, secrets_in_text
@@ -74,7 +74,7 @@ class _Object(list[tuple[str, object]]):
 _DECODER = json.JSONDecoder(object_pairs_hook=_Object)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Piece:
     line: int  # which data line
     literal: int  # which string literal of that line
@@ -104,16 +104,15 @@ def redact(text: str, known: set[str], mask: Callable[[str], str]) -> str:
             end_type = line.group(1).strip() if doc is None else _type(doc)
         if doc is None:
             continue
-        for i, found in enumerate(_strings(doc)):
-            if found is not None and found[1]:
-                streams.setdefault(found[0], []).append(_Piece(n, i, found[1]))
+        for i, key, piece in _strings(doc):
+            streams.setdefault(key, []).append(_Piece(n, i, piece))
     # A body cut by the cap may end inside a secret, in a stream of its last event
     # or of the one before (the cut fell in the head of the next piece).
     cut = end_type not in _ENDS or _BLANK_LINE_END.search(text) is None
     at_cut = [p for p in streams.values() if cut and p[-1].line >= last - 1]
     at_cut = sorted(at_cut, key=lambda p: (p[-1].line, p[-1].literal))[-_MAX_CUT_STREAMS:]
     cut_ids = {id(p) for p in at_cut}
-    whole = [p for p in streams.values() if len(p) > 1 and id(p) not in cut_ids]
+    whole = [p for p in streams.values() if id(p) not in cut_ids and _varies(p)]
     edits: dict[int, dict[int, _Edits]] = {}
     _search(whole, False, known, mask, edits)
     for pieces in at_cut:
@@ -127,6 +126,13 @@ def redact(text: str, known: set[str], mask: Callable[[str], str]) -> str:
         pos = end
     out.append(text[pos:])
     return "".join(out)
+
+
+def _varies(pieces: list[_Piece]) -> bool:
+    """Whether a stream's pieces are not all the same: the same string in every
+    event (an id, the model's name) is a field repeated, not text in pieces."""
+    first = pieces[0].text
+    return any(p.text != first for p in pieces)
 
 
 # -- reading the lines -------------------------------------------------------------
@@ -156,48 +162,80 @@ def _type(doc: object) -> object:
     return next((v for k, v in pairs if k == "type"), None)
 
 
-def _strings(doc: object) -> Iterator[tuple[Key, str] | None]:
-    """One item per string literal, in source order: (the stream it belongs to,
-    its text), or None for a key, a field that names the stream, or a string
-    nested deeper than any stream's pieces are."""
-    stack: list[tuple[object, Key | None]] = [(doc, ())]
+def _strings(doc: object) -> list[tuple[int, Key, str]]:
+    """(which literal of the line, the stream, the text) of each string that may be
+    a piece, in source order. Keys, the fields that name a stream (`type`,
+    `index`...) and strings nested deeper than any stream's pieces are only counted."""
+    out: list[tuple[int, Key, str]] = []
+    _walk(doc, (), 0, out)
+    return out
+
+
+def _walk(node: object, path: Key, n: int, out: list[tuple[int, Key, str]]) -> int:
+    """Collect the strings of `node`, the n-th literal on; return the next literal's number."""
+    if type(node) is str:
+        if node:
+            out.append((n, path, node))
+        return n + 1
+    pairs = _pairs(node)
+    if pairs is not None:
+        if len(path) >= _MAX_DEPTH:
+            return n + _count(node)
+        marks: tuple[tuple[str, object], ...] = tuple(
+            (k, v) for k, v in pairs if k in _INDEX_KEYS and type(v) is int
+        )
+        if not path:  # the event's type tells the streams of one path apart
+            marks += tuple(("type", v) for k, v in pairs if k == "type")
+        here = (*path, marks) if marks else path
+        for k, v in pairs:
+            n += 1  # the key
+            if type(v) is str:  # inline: most values are strings or numbers
+                if v and not (k in _INDEX_KEYS or (not path and k == "type")):
+                    out.append((n, (*here, k), v))
+                n += 1
+            elif type(v) in _CONTAINERS:
+                n = _walk(v, (*here, k), n, out)
+        return n
+    if type(node) is list:
+        if len(path) >= _MAX_DEPTH:
+            return n + _count(node)
+        for i, item in enumerate(node):
+            n = _walk(item, (*path, _position(item, i)), n, out)
+    return n
+
+
+_CONTAINERS = (_Object, dict, list)
+
+
+def _pairs(node: object) -> list[tuple[str, object]] | None:
+    if type(node) is _Object:
+        return node
+    if type(node) is dict:  # a line cut short, read by parse_prefix
+        return list(node.items())
+    return None
+
+
+def _count(node: object) -> int:
+    """How many string literals (keys too) a value is written with."""
+    n, stack = 0, [node]
     while stack:
-        node, path = stack.pop()
-        if isinstance(node, str):
-            yield None if path is None else (path, node)
-        elif isinstance(node, _Object | dict):
-            pairs = list(node) if isinstance(node, _Object) else list(node.items())
-            if path is not None and len(path) < _MAX_DEPTH:
-                marks: tuple[tuple[str, object], ...] = tuple(
-                    (k, v) for k, v in pairs if k in _INDEX_KEYS and type(v) is int
-                )
-                if not path:  # the event's type tells the streams of one path apart
-                    marks += tuple(("type", v) for k, v in pairs if k == "type")
-                here = (*path, marks) if marks else path
-                todo: list[tuple[object, Key | None]] = []
-                for k, v in pairs:
-                    names_stream = k in _INDEX_KEYS or (not path and k == "type")
-                    todo += [("", None), (v, None if names_stream else (*here, k))]
-            else:  # only counted, so that the strings line up with the literals
-                todo = [item for k, v in pairs for item in (("", None), (v, None))]
-            stack.extend(reversed(todo))
-        elif isinstance(node, list):
-            if path is not None and len(path) < _MAX_DEPTH:
-                stack.extend(
-                    (item, (*path, _position(item, i)))
-                    for i, item in reversed(list(enumerate(node)))
-                )
-            else:
-                stack.extend((item, None) for item in reversed(node))
+        item = stack.pop()
+        if type(item) is str:
+            n += 1
+        elif (pairs := _pairs(item)) is not None:
+            n += len(pairs)
+            stack.extend(v for _, v in pairs)
+        elif type(item) is list:
+            stack.extend(item)
+    return n
 
 
 def _position(item: object, i: int) -> object:
     """A list item's place: its `index` field if it has one (a tool call's pieces
     come at position 0 of each event's list), else its position."""
-    if isinstance(item, _Object | dict):
-        pairs = item if isinstance(item, _Object) else item.items()
-        if any(k == "index" and type(v) is int for k, v in pairs):
-            return "[]"
+    pairs = _pairs(item)
+    if pairs is not None and any(k == "index" and type(v) is int for k, v in pairs):
+        return "[]"
     return i
 
 
