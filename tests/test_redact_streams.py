@@ -371,3 +371,13 @@ def test_streams_without_secrets_are_stored_byte_for_byte(kind, pieces, dumps):
         pieces = split(text, [len(text) * i // len(pieces) for i in range(len(pieces))])
     body = kind.build(pieces, dumps).encode()
     assert R.body(body, "text/event-stream") == body
+
+
+def test_a_cut_inside_an_escape_after_a_split_secret():
+    """The last line stops inside a surrogate pair's escape, right after a secret
+    split from the previous event: the piece is still found and masked."""
+    event = 'data: {"type":"content_block_delta","index":0,"delta":{"text":%s}}\n\n'
+    body = event % json.dumps("key: " + KEY[:30]) + event % json.dumps(KEY[30:] + " 😀")
+    for cut in range(body.index("\\ude00") - 4, body.index("\\ude00") + 6):
+        out = R.body(body[:cut].encode(), "text/event-stream")
+        assert b"abcDEF" not in out, (cut, out)

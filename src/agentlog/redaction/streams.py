@@ -334,11 +334,19 @@ def _edit_line(value: str, changes: dict[int, _Edits]) -> str:
 def _literal_of(literals: list[re.Match[str]], i: int, text: str) -> re.Match[str] | None:
     """The i-th literal, which reads as `text`. A line cut short (read by
     parse_prefix, which keeps the last of repeated keys) may be out of step:
-    then the first later literal that reads as `text`."""
-    for literal in literals[i:]:
-        if _read_literal(literal.group(1)) == text:
-            return literal
+    then the first later literal that reads as `text`; and its last literal may
+    read one character more or less (an escape cut in two)."""
+    for k in range(i, len(literals)):
+        read = _read_literal(literals[k].group(1))
+        if read == text:
+            return literals[k]
+        if k == len(literals) - 1 and read is not None and _one_prefixes(read, text):
+            return literals[k]
     return None
+
+
+def _one_prefixes(a: str, b: str) -> bool:
+    return a.startswith(b) or b.startswith(a)
 
 
 def _read_literal(raw: str) -> str | None:
@@ -364,7 +372,9 @@ def _edit_literal(raw: str, cuts: list[tuple[int, int, str]]) -> str:
     offsets = _units(raw)
     out, at = [], 0
     for start, end, replacement in sorted(cuts):
+        start, end = min(start, len(offsets) - 1), min(end, len(offsets) - 1)
         out += [raw[at : offsets[start]], json.dumps(replacement, ensure_ascii=False)[1:-1]]
-        at = offsets[end]
+        # A cut that runs to the end of what was read takes a cut escape with it.
+        at = len(raw) if end == len(offsets) - 1 else offsets[end]
     out.append(raw[at:])
     return "".join(out)
