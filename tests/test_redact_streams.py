@@ -272,8 +272,11 @@ def test_hostile_streams_are_redacted_in_bounded_time():
 
     mb = 1024 * 1024
     wide = "data: [" + ",".join(['"ab"'] * 200_000) + "]\n\n"
+    starts = "data: [" + ",".join(['"sk-ant-api03-"'] * 25_000) + "]\n\n"
+    ends = "data: [" + ",".join(['"' + "X" * 20 + '"'] * 25_000) + "]\n\n"
     for body in (
         (wide * 2)[:mb],
+        starts + ends,  # 25,000 secrets, each split in two
         "".join(f'data: {{"index":{i},"t":"sk-ant-api03-"}}\n\n' for i in range(40_000))[:mb],
         "".join('data: {"t":"a"}\n\n' for _ in range(70_000))[:mb],
         "data: " + "[" * 100_000 + "\n\n",
