@@ -384,3 +384,31 @@ def test_a_cut_inside_an_escape_after_a_split_secret():
     for cut in range(body.index("\\ude00") - 4, body.index("\\ude00") + 6):
         out = R.body(body[:cut].encode(), "text/event-stream")
         assert b"abcDEF" not in out, (cut, out)
+
+
+# Characters that make no secret, whatever their order: what is tested is the reading.
+LETTERS = 'ab "\\é😀\n'
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(LETTERS, max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["type", "index", "delta", "text", "x"]), inner, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(json_values, min_size=1, max_size=5), st.integers(0, 400), st.sampled_from(DUMPS))
+def test_any_json_in_data_lines_is_read_without_error(docs, cut, dumps):
+    """Whatever an event's JSON holds (a `type` that is a list, an `index` that is
+    text, a bare string), cut anywhere, redaction neither fails nor changes it."""
+    body = "".join(f"data: {dumps(doc)}\n\n" for doc in docs).encode()
+    for data in (body, body[:cut]):
+        assert R.body(data, "text/event-stream") == data

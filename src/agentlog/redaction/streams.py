@@ -108,7 +108,8 @@ def redact(text: str, known: set[str], mask: Callable[[str], str]) -> str:
             streams.setdefault(key, []).append(_Piece(n, i, piece))
     # A body cut by the cap may end inside a secret, in a stream of its last event
     # or of the one before (the cut fell in the head of the next piece).
-    cut = end_type not in _ENDS or _BLANK_LINE_END.search(text) is None
+    ended = isinstance(end_type, str) and end_type in _ENDS
+    cut = not ended or _BLANK_LINE_END.search(text) is None
     at_cut = [p for p in streams.values() if cut and p[-1].line >= last - 1]
     at_cut = sorted(at_cut, key=lambda p: (p[-1].line, p[-1].literal))[-_MAX_CUT_STREAMS:]
     cut_ids = {id(p) for p in at_cut}
@@ -185,7 +186,7 @@ def _walk(node: object, path: Key, n: int, out: list[tuple[int, Key, str]]) -> i
             (k, v) for k, v in pairs if k in _INDEX_KEYS and type(v) is int
         )
         if not path:  # the event's type tells the streams of one path apart
-            marks += tuple(("type", v) for k, v in pairs if k == "type")
+            marks += tuple(("type", v) for k, v in pairs if k == "type" and type(v) is str)
         here = (*path, marks) if marks else path
         for k, v in pairs:
             n += 1  # the key
