@@ -412,3 +412,15 @@ def test_any_json_in_data_lines_is_read_without_error(docs, cut, dumps):
     body = "".join(f"data: {dumps(doc)}\n\n" for doc in docs).encode()
     for data in (body, body[:cut]):
         assert R.body(data, "text/event-stream") == data
+
+
+def test_a_lone_surrogate_in_a_fingerprinted_secret():
+    """JSON may escape a lone surrogate ("\\ud800"); a secret holding one is still
+    tagged (it used to fail to encode, JSON body or stream)."""
+    fingerprinted = Redactor(fingerprint_key=b"k" * 32)
+    for body, ctype in (
+        (b'{"password": "abc\\ud800defgh"}', "application/json"),
+        (b'data: {"t":"password=abc\\ud800"}\n\ndata: {"t":"defgh1234 ok"}\n\n', ""),
+    ):
+        out = fingerprinted.body(body, ctype)
+        assert b"[REDACTED:" in out and b"defgh" not in out, out

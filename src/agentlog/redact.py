@@ -52,9 +52,11 @@ class Redactor:
     def mask(self, secret: str) -> str:
         if self.fingerprint_key is None:
             return REDACTED
-        digest = hmac.new(
-            self.fingerprint_key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256
-        ).hexdigest()
+        try:
+            data = secret.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate read from a JSON escape ("\ud800")
+            data = secret.encode("utf-8", "surrogatepass")
+        digest = hmac.new(self.fingerprint_key, data, hashlib.sha256).hexdigest()
         return f"[REDACTED:{digest[:12]}]"
 
     # -- text -------------------------------------------------------------
