@@ -10,6 +10,8 @@ Three nets, applied together:
    they appear;
 3. by value: every value caught by 1. is also scrubbed from the rest of the
    same exchange (a bearer token echoed in a body, a cookie copied to a URL).
+A streamed reply's pieces are joined per stream first (`redaction.streams`), so
+that a secret split across its events is found whole.
 A body may have been cut by the cap: a value, a token or a known secret that
 runs to the end of the text is masked from its start.
 """
@@ -22,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from agentlog.redaction import multipart
+from agentlog.redaction import multipart, streams
 from agentlog.redaction.names import is_secret_header, is_secret_name, secret_parts
 from agentlog.redaction.shapes import has_token, token_spans
 from agentlog.redaction.text import (
@@ -50,9 +52,11 @@ class Redactor:
     def mask(self, secret: str) -> str:
         if self.fingerprint_key is None:
             return REDACTED
-        digest = hmac.new(
-            self.fingerprint_key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256
-        ).hexdigest()
+        try:
+            data = secret.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate read from a JSON escape ("\ud800")
+            data = secret.encode("utf-8", "surrogatepass")
+        digest = hmac.new(self.fingerprint_key, data, hashlib.sha256).hexdigest()
         return f"[REDACTED:{digest[:12]}]"
 
     # -- text -------------------------------------------------------------
@@ -141,6 +145,13 @@ class Redactor:
 
             text = multipart.redact(text, bound, mask_part, redact_part)
             text = apply(text, known_values(text, known), self.mask)  # learnt from later parts
+        elif streams.is_stream(text, content_type.lower()):
+            # Split secrets first, while each is still whole in the joined pieces.
+            text = streams.redact(text, known, self.mask)
+            learnt = len(known)
+            text = self._text_body(text, content_type.lower(), known)
+            if len(known) > learnt:  # an event named a secret that others hold in pieces
+                text = streams.redact(text, known, self.mask)
         else:
             text = self._text_body(text, content_type.lower(), known)
         try:
