@@ -101,6 +101,14 @@ class RunningProxy:
                 raise AssertionError(f"journal never matched within {timeout} s: {kinds}")
             time.sleep(0.05)
 
+    def wait_said(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the proxy's stderr (read by a thread, so late) has a line with `text`."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.stderr):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the proxy never said {text!r}: {''.join(self.stderr)}")
+            time.sleep(0.05)
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

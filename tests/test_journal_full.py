@@ -29,7 +29,7 @@ def test_full_disk_refuses_requests_then_recovers(small_disk, upstream, upstream
         assert status == b"503"
         assert b"agentlog" in body and b"could not be recorded" in body
         assert upstream.hits[f"/refused/{attempt}"] == 0  # never forwarded
-        assert any("journal write failed" in line for line in proxy.stderr)
+        proxy.wait_said("journal write failed")
 
         filler.unlink()
         assert curl(proxy, f"https://{UPSTREAM}/hello?again").stdout == b"hello"
