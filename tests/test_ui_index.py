@@ -20,31 +20,14 @@ from agentlog.ui.index import SCHEMA, Indexer
 from agentlog.ui.rows import ROW_FIELDS, row_of
 from tests.fakes.journal import JournalMaker
 from tests.harness import agentlog
-from tests.ui_harness import last_seq, start_ui
+from tests.ui_harness import index_contents, last_seq, start_ui
 
 pytestmark = pytest.mark.timeout(300)
 TERMS = ["charlie", "claude", "cloudflare", "api", "v1 alpha", "req_00000000000000000012"]
 
 
 def dump(db_path: Path) -> dict:
-    """Everything a reader can see in an index, its schema (indexes) included."""
-    db = sqlite3.connect(db_path)
-    try:
-        return {
-            "schema": db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY 2").fetchall(),
-            "exchanges": db.execute("SELECT * FROM exchanges ORDER BY seq").fetchall(),
-            "events": db.execute("SELECT * FROM events ORDER BY seq").fetchall(),
-            "meta": sorted(db.execute("SELECT * FROM meta").fetchall()),
-            "search": {
-                t: db.execute(
-                    "SELECT rowid FROM search WHERE search MATCH ? ORDER BY rowid",
-                    (query.fts_query(t),),
-                ).fetchall()
-                for t in TERMS
-            },
-        }
-    finally:
-        db.close()
+    return index_contents(db_path, TERMS)
 
 
 def reindexed(logs: Path, tmp_path: Path) -> dict:

@@ -19,34 +19,15 @@ from hypothesis import strategies as st
 from agentlog.logsdir import LogsDir
 from agentlog.ui import batch as batch_module
 from agentlog.ui import index as index_module
-from agentlog.ui import query
 from agentlog.ui.index import Indexer
 from tests.fakes.journal import JournalMaker
+from tests.ui_harness import index_contents
 
 TERMS = ["alpha", "bravo", "x-api-key", "charlie delta", "req_1", "é"]
 
 
 def dump(db_path: Path) -> dict:
-    """Everything a reader can see in an index, its schema included."""
-    db = sqlite3.connect(db_path)
-    try:
-        return {
-            "schema": db.execute(
-                "SELECT type, name, sql FROM sqlite_master ORDER BY name"
-            ).fetchall(),
-            "exchanges": db.execute("SELECT * FROM exchanges ORDER BY seq").fetchall(),
-            "events": db.execute("SELECT * FROM events ORDER BY seq").fetchall(),
-            "meta": sorted(db.execute("SELECT * FROM meta").fetchall()),
-            "search": {
-                t: db.execute(
-                    "SELECT rowid FROM search WHERE search MATCH ? ORDER BY rowid",
-                    (query.fts_query(t),),
-                ).fetchall()
-                for t in TERMS
-            },
-        }
-    finally:
-        db.close()
+    return index_contents(db_path, TERMS)
 
 
 def index_whole(root: Path) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from agentlog.ui import query
 
 _URL = re.compile(r"agentlog ui: (http://(\S+?):(\d+)/\?token=(\S+))")
 
@@ -113,3 +116,25 @@ def last_seq(logs: Path) -> int:
 
     lines = (logs / "requests.jsonl").read_bytes().splitlines()
     return json.loads(lines[-1])["seq"] if lines else 0
+
+
+def index_contents(db_path: Path, terms: list[str]) -> dict:
+    """Everything a reader can see in an index: its schema (indexes included), rows,
+    events, meta, and which rows each search term finds."""
+    db = sqlite3.connect(db_path)
+    try:
+        return {
+            "schema": db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY 2").fetchall(),
+            "exchanges": db.execute("SELECT * FROM exchanges ORDER BY seq").fetchall(),
+            "events": db.execute("SELECT * FROM events ORDER BY seq").fetchall(),
+            "meta": sorted(db.execute("SELECT * FROM meta").fetchall()),
+            "search": {
+                t: db.execute(
+                    "SELECT rowid FROM search WHERE search MATCH ? ORDER BY rowid",
+                    (query.fts_query(t),),
+                ).fetchall()
+                for t in terms
+            },
+        }
+    finally:
+        db.close()
